@@ -1,0 +1,66 @@
+"""Architectures by name, as in timm: `create_model("cnn-s", in_channels=1, ...)`.
+
+Each architecture file is self-contained and registers its constructors with `register_model`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def add(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = fn
+        return fn
+
+    return add
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown architecture '{name}'; known: {', '.join(list_models())}")
+    return _REGISTRY[name](**kwargs)
+
+
+def init_weights(model: nn.Module, scheme: str, generator: torch.Generator) -> None:
+    """The zoos' init: every conv/linear weight drawn by `scheme`, every bias set to 0.01.
+
+    Drawing from an explicit generator makes a model's initial weights a function of its seed
+    alone, whatever else happened to the global RNG.
+    """
+    g = {"generator": generator}
+    draw = {
+        "xavier_uniform": lambda w: nn.init.xavier_uniform_(w, **g),
+        "xavier_normal": lambda w: nn.init.xavier_normal_(w, **g),
+        "uniform": lambda w: nn.init.uniform_(w, 0.0, 1.0, **g),
+        "normal": lambda w: nn.init.normal_(w, 0.0, 1.0, **g),
+        "kaiming_normal": lambda w: nn.init.kaiming_normal_(w, **g),
+        "kaiming_uniform": lambda w: nn.init.kaiming_uniform_(w, **g),
+    }[scheme]
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                draw(m.weight)
+                if m.bias is not None:
+                    m.bias.fill_(0.01)
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leakyrelu": nn.LeakyReLU,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+}
+
+from . import cnn  # noqa: E402,F401  (registers the CNNs)

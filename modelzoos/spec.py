@@ -1,0 +1,332 @@
+"""Zoo specs: YAML files loaded into typed, validated dataclasses, and the grid expanded into models.
+
+A spec is data: which image data, which architecture, which training protocol, and the grid of
+generating factors. `load_spec` accepts a registered zoo name (a file in `modelzoos/zoos/`) or a
+path to a user's own YAML file. Validation errors name the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ModelzoosError
+
+ZOOS_DIR = Path(__file__).parent / "zoos"
+
+ACTIVATIONS = ("tanh", "relu", "leakyrelu", "sigmoid", "silu", "gelu")
+INITS = ("xavier_uniform", "xavier_normal", "uniform", "normal", "kaiming_normal", "kaiming_uniform")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
+class SpecError(ModelzoosError):
+    """A spec that cannot be loaded: the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Validation images carved from the source train split, the same ones in every run."""
+
+    size: int = 0
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Where the images come from and how they become tensors.
+
+    Preprocessing runs in a fixed order on tensors: grayscale, resize (shorter edge), center crop,
+    normalize. `source` is a Hub dataset id, a local path `datasets.load_dataset` can open, or
+    `embedded:digits` for the data shipped in the package.
+    """
+
+    source: str
+    channels: int
+    image_size: int
+    num_classes: int
+    config: str | None = None
+    image_column: str = "image"
+    label_column: str = "label"
+    train_split: str = "train"
+    test_split: str = "test"
+    validation: Validation = field(default_factory=Validation)
+    grayscale: bool = False
+    resize: int | None = None
+    center_crop: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Training:
+    epochs: int
+    batch_size: int
+    loss: str = "cross_entropy"
+
+
+@dataclass(frozen=True)
+class Factors:
+    """The generating factors of one model. Every field is a column of the published dataset."""
+
+    seed: int
+    init: str = "kaiming_uniform"
+    activation: str = "relu"
+    dropout: float = 0.0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the zoo: its position in the grid, its stable id and its factors."""
+
+    index: int
+    model_id: str
+    factors: Factors
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    name: str
+    pretty_name: str
+    description: str
+    image_data: ImageData
+    architecture: Architecture
+    training: Training
+    grid: dict[str, list[Any]]
+    license: str = "cc-by-4.0"
+    max_models: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def models(self) -> list[ModelEntry]:
+        """The ordered models of the grid (the first `max_models` of them if that is set)."""
+        names = [f.name for f in dataclasses.fields(Factors)]
+        axes = [self.grid[n] for n in names if n in self.grid]
+        keys = [n for n in names if n in self.grid]
+        entries = []
+        for index, values in enumerate(itertools.product(*axes)):
+            if self.max_models is not None and index >= self.max_models:
+                break
+            factors = Factors(**dict(zip(keys, values)))
+            entries.append(ModelEntry(index, model_id_of(factors), factors))
+        return entries
+
+    def architecture_args(self, factors: Factors) -> dict[str, Any]:
+        """Keyword arguments of `create_model(self.architecture.name, ...)` for one model."""
+        return {
+            "in_channels": self.image_data.channels,
+            "num_classes": self.image_data.num_classes,
+            "activation": factors.activation,
+            "dropout": factors.dropout,
+            **self.architecture.args,
+        }
+
+    @property
+    def grid_size(self) -> int:
+        n = 1
+        for values in self.grid.values():
+            n *= len(values)
+        return n
+
+    @property
+    def varying_factors(self) -> list[str]:
+        return [k for k, v in self.grid.items() if len(v) > 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+
+    def replace(self, *, max_models: int | None = None, epochs: int | None = None) -> ZooSpec:
+        """A smaller version of this zoo: the first `max_models` models, `epochs` epochs."""
+        spec = self
+        if max_models is not None:
+            if max_models < 1:
+                raise SpecError(f"--max-models must be at least 1, got {max_models}")
+            spec = dataclasses.replace(spec, max_models=max_models)
+        if epochs is not None:
+            if epochs < 1:
+                raise SpecError(f"--epochs must be at least 1, got {epochs}")
+            spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, epochs=epochs))
+        return spec
+
+
+def model_id_of(factors: Factors) -> str:
+    """A stable id from the factors alone: it does not change when the grid grows or is reordered."""
+    canonical = json.dumps(dataclasses.asdict(factors), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def registered_zoos() -> list[str]:
+    return sorted(p.stem for p in ZOOS_DIR.glob("*.yaml"))
+
+
+def load_spec(name_or_path: str | Path) -> ZooSpec:
+    """Load a registered zoo by name, or a spec from a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = ZOOS_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise SpecError(
+                f"unknown zoo '{name_or_path}'. Registered zoos: {', '.join(registered_zoos())}. "
+                "Run `modelzoos list`, or pass a path to your own .yaml spec."
+            )
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    return spec_from_dict(data, where=str(path))
+
+
+def spec_from_dict(data: Any, where: str = "<spec>") -> ZooSpec:
+    data = dict(_expect_mapping(data, where, ""))
+    grid = data.pop("grid", None)
+    spec = _build(ZooSpec, {**data, "grid": {}}, where, "")
+    spec = dataclasses.replace(spec, grid=_build_grid(grid, where))
+    _check(spec, where)
+    return spec
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _expect_mapping(data: Any, where: str, key: str) -> dict:
+    if not isinstance(data, dict):
+        what = f"'{key}'" if key else "the spec"
+        raise SpecError(f"{where}: {what} must be a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
+    data = _expect_mapping(data, where, prefix.rstrip("."))
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise SpecError(
+                f"{where}: unknown key '{prefix}{key}'. Allowed here: {', '.join(fields)}"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SpecError(f"{where}: missing required key '{prefix}{name}'")
+            continue
+        kwargs[name] = _coerce(data[name], hints[name], where, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str, key: str) -> Any:
+    """Check `value` against a type hint; ints are accepted where floats are expected."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where, key)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, f"{key}.")
+    if origin is list:
+        if not isinstance(value, list):
+            raise SpecError(f"{where}: '{key}' must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        return dict(_expect_mapping(value, where, key))
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{where}: '{key}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{where}: '{key}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{where}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{where}: '{key}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"no coercion for {hint}")  # a bug in this module, not in the spec
+
+
+def _build_grid(grid: Any, where: str) -> dict[str, list[Any]]:
+    """Each factor is one value or a list of values; `seed` may also be {from: A, to: B}."""
+    grid = _expect_mapping(grid, where, "grid")
+    hints = typing.get_type_hints(Factors)
+    names = [f.name for f in dataclasses.fields(Factors)]
+    out: dict[str, list[Any]] = {}
+    for key, value in grid.items():
+        if key not in hints:
+            raise SpecError(f"{where}: unknown key 'grid.{key}'. Generating factors: {', '.join(names)}")
+        if key == "seed" and isinstance(value, dict):
+            if set(value) != {"from", "to"}:
+                raise SpecError(f"{where}: 'grid.seed' as a range needs exactly the keys 'from' and 'to'")
+            lo, hi = (_coerce(value[k], int, where, f"grid.seed.{k}") for k in ("from", "to"))
+            if hi < lo:
+                raise SpecError(f"{where}: 'grid.seed': 'to' ({hi}) is smaller than 'from' ({lo})")
+            value = list(range(lo, hi + 1))
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise SpecError(f"{where}: 'grid.{key}' is an empty list; give at least one value")
+        values = [_coerce(v, hints[key], where, f"grid.{key}") for v in values]
+        if len(set(values)) != len(values):
+            raise SpecError(f"{where}: 'grid.{key}' lists a value twice: {values}")
+        out[key] = values
+    if "seed" not in out:
+        raise SpecError(f"{where}: missing required key 'grid.seed' (a list, or {{from: 1, to: N}})")
+    # Canonical order, so the YAML's key order does not change the model order.
+    return {n: out[n] for n in names if n in out}
+
+
+def _check(spec: ZooSpec, where: str) -> None:
+    choices = {"activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS}
+    for key, allowed in choices.items():
+        for v in spec.grid.get(key, []):
+            if v not in allowed:
+                raise SpecError(f"{where}: 'grid.{key}': unknown value '{v}'. Choose from: {', '.join(allowed)}")
+    for key in ("lr", "weight_decay", "dropout", "momentum"):
+        for v in spec.grid.get(key, []):
+            if v < 0 or (key == "dropout" and v >= 1):
+                raise SpecError(f"{where}: 'grid.{key}': {v} is out of range")
+    for key in ("epochs", "batch_size"):
+        if getattr(spec.training, key) < 1:
+            raise SpecError(f"{where}: 'training.{key}' must be at least 1")
+    if spec.training.loss != "cross_entropy":
+        raise SpecError(f"{where}: 'training.loss': only 'cross_entropy' is supported")
+    data = spec.image_data
+    if data.validation.size < 0:
+        raise SpecError(f"{where}: 'image_data.validation.size' must not be negative")
+    for key in ("mean", "std"):
+        stats = getattr(data, key)
+        if stats is not None and len(stats) != data.channels:
+            raise SpecError(
+                f"{where}: 'image_data.{key}' has {len(stats)} values for {data.channels} channel(s)"
+            )
+    if (data.mean is None) != (data.std is None):
+        raise SpecError(f"{where}: 'image_data.mean' and 'image_data.std' go together; give both or neither")

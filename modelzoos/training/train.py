@@ -1,0 +1,123 @@
+"""`modelzoos train`: the population of a spec, shared out over the processes accelerate launched.
+
+Plain PyTorch under `accelerate.PartialState`: the launcher decides the processes, each process
+takes every N-th model of the grid, and models are never DDP-wrapped (they are independent).
+Re-running the same command resumes: finished models are skipped, the others continue from their
+last saved epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import load_image_tensors
+from ..errors import ModelzoosError
+from ..spec import ModelEntry, ZooSpec
+from ..zoo_dir import ZooDir, atomic_write
+from .engine import GroupTrainer
+
+DEFAULT_GROUP_SIZE = 64
+
+
+def check_zoo_dir(zoo: ZooDir, spec: ZooSpec) -> None:
+    """Refuse a directory that holds something else: nothing already there may be overwritten."""
+    if zoo.root.exists() and not zoo.root.is_dir():
+        raise ModelzoosError(f"--out {zoo.root} is a file; give a directory for the zoo")
+    if zoo.spec_path.is_file():
+        frozen = zoo.load_spec()
+        if frozen != spec:
+            old, new = frozen.to_dict(), spec.to_dict()
+            diff = _first_difference(old, new)
+            raise ModelzoosError(
+                f"{zoo.root} holds a different zoo ('{frozen.name}'; {diff}). Use another --out, "
+                "or run with the same spec and options to resume it."
+            )
+    elif zoo.root.is_dir() and any(zoo.root.iterdir()):
+        raise ModelzoosError(
+            f"{zoo.root} is not empty and holds no zoo.yaml; give an empty or new directory as --out"
+        )
+
+
+def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = _first_difference(a, b, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{prefix}{key} is {a!r} there, {b!r} now"
+    return ""
+
+
+def is_finished(zoo: ZooDir, entry: ModelEntry, epochs: int) -> bool:
+    return len(zoo.read_metrics(entry.model_id)) == epochs + 1
+
+
+def group_models(entries: list[ModelEntry], group_size: int) -> list[list[ModelEntry]]:
+    """Consecutive models of the same structure, at most `group_size` per group."""
+    groups: list[list[ModelEntry]] = []
+    for e in entries:
+        if groups and len(groups[-1]) < group_size and groups[-1][0].factors.activation == e.factors.activation:
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    return groups
+
+
+def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, progress: bool = True) -> ZooDir:
+    """Train (or resume) every model of `spec` into the raw zoo directory `out`."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    zoo = ZooDir(out)
+    check_zoo_dir(zoo, spec)  # every process checks, so every process fails alike
+    with state.main_process_first():  # the first load fills the datasets cache for the others
+        data = load_image_tensors(spec.image_data).to(state.device)
+    if state.is_main_process and not zoo.spec_path.is_file():
+        atomic_write(zoo.spec_path, spec.to_yaml())
+    state.wait_for_everyone()
+
+    epochs = spec.training.epochs
+    mine = spec.models()[state.process_index :: state.num_processes]
+    todo = [e for e in mine if not is_finished(zoo, e, epochs)]
+    trainer = GroupTrainer(spec, zoo, data, state.device)
+    remaining = sum(epochs + 1 - len(zoo.read_metrics(e.model_id)) for e in todo)
+    bar = tqdm(
+        total=remaining,
+        unit="model-epoch",
+        desc=f"training {spec.name}",
+        disable=not (progress and state.is_local_main_process),
+    )
+    with bar:
+        for group in group_models(todo, group_size or DEFAULT_GROUP_SIZE):
+            members = []
+            for entry in group:
+                _write_config(zoo, spec, entry)
+                members.append(trainer.resume_member(entry))
+            trainer.run(members, on_epoch=lambda: bar.update(1))
+    state.wait_for_everyone()
+    return zoo
+
+
+def _write_config(zoo: ZooDir, spec: ZooSpec, entry: ModelEntry) -> None:
+    if zoo.config_path(entry.model_id).is_file():
+        return
+    config = {
+        "model_id": entry.model_id,
+        "index": entry.index,
+        "zoo": spec.name,
+        "stage": "train",
+        "parent_id": None,
+        "parent_epoch": None,
+        "factors": dataclasses.asdict(entry.factors),
+        "architecture": spec.architecture.name,
+        "architecture_args": spec.architecture_args(entry.factors),
+        "torch_version": torch.__version__,
+    }
+    atomic_write(zoo.config_path(entry.model_id), json.dumps(config, indent=1))

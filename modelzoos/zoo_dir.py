@@ -1,0 +1,92 @@
+"""The raw zoo directory: where training writes and the builder reads.
+
+    DIR/zoo.yaml                                  the resolved spec, frozen at the first run
+    DIR/models/<model_id>/config.json             factors, architecture, stage, parent
+    DIR/models/<model_id>/epoch_000.safetensors   initial weights; one file per epoch after
+    DIR/models/<model_id>/metrics.jsonl           one line per finished epoch
+    DIR/models/<model_id>/state.pt                optimizer state for resume; never published
+    DIR/hub/                                      what `build` writes
+
+Both sides use these paths and readers, so the layout is written down once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelzoosError
+from .spec import ZooSpec, spec_from_dict
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write to a temporary name beside `path`, fsync, rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ZooDir:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / "zoo.yaml"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.root / "hub"
+
+    def model_dir(self, model_id: str) -> Path:
+        return self.models_dir / model_id
+
+    def checkpoint(self, model_id: str, epoch: int) -> Path:
+        return self.model_dir(model_id) / f"epoch_{epoch:03d}.safetensors"
+
+    def config_path(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "config.json"
+
+    def metrics_path(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "metrics.jsonl"
+
+    def state_path(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "state.pt"
+
+    def load_spec(self) -> ZooSpec:
+        import yaml
+
+        if not self.spec_path.is_file():
+            raise ModelzoosError(
+                f"{self.root} is not a zoo directory (no zoo.yaml); train one with "
+                "`modelzoos train ZOO --out DIR`"
+            )
+        return spec_from_dict(yaml.safe_load(self.spec_path.read_text()), where=str(self.spec_path))
+
+    def read_config(self, model_id: str) -> dict[str, Any]:
+        return json.loads(self.config_path(model_id).read_text())
+
+    def read_metrics(self, model_id: str) -> list[dict[str, Any]]:
+        """The finished epochs of a model, in order; an absent file means none."""
+        path = self.metrics_path(model_id)
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def write_metrics(self, model_id: str, rows: list[dict[str, Any]]) -> None:
+        atomic_write(self.metrics_path(model_id), "".join(json.dumps(r) + "\n" for r in rows))

@@ -1,0 +1,119 @@
+"""The `modelzoos` command: list, show, train, build, run."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from .errors import ModelzoosError
+from .spec import ZooSpec, load_spec, registered_zoos
+
+
+def _spec_from_args(args: argparse.Namespace) -> ZooSpec:
+    spec = load_spec(args.zoo).replace(max_models=args.max_models, epochs=args.epochs)
+    if args.image_dataset:
+        spec = dataclasses.replace(spec, image_data=dataclasses.replace(spec.image_data, source=args.image_dataset))
+    return spec
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from .builder.rows import zoo_layout
+
+    rows = [("zoo", "models", "epochs", "params", "image data")]
+    for name in registered_zoos():
+        spec = load_spec(name)
+        rows.append(
+            (name, str(len(spec.models())), str(spec.training.epochs), f"{zoo_layout(spec).n_params:,}", spec.image_data.source)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    spec = load_spec(args.zoo)
+    print(spec.to_yaml(), end="")
+    print(f"# grid: {' x '.join(str(len(v)) for v in spec.grid.values())} = {spec.grid_size} models", end="")
+    print(f"; varying factors: {', '.join(spec.varying_factors) or 'none'}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .training import train_zoo
+
+    train_zoo(_spec_from_args(args), args.out, group_size=args.group_size)
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from .hub import build_hub
+
+    hub = build_hub(args.dir)
+    print(f"Hub folder: {hub}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from accelerate import PartialState
+
+    from .hub import build_hub
+    from .hub_cards import summarize
+    from .training import train_zoo
+
+    spec = _spec_from_args(args)
+    start = time.monotonic()
+    train_zoo(spec, args.out, group_size=args.group_size)
+    if not PartialState().is_main_process:
+        return
+    hub = build_hub(args.out).resolve()
+    s = summarize(hub)
+    minutes, seconds = divmod(int(time.monotonic() - start), 60)
+    print(f"\n{spec.name}: {s.models} models x {s.epochs} epochs in {minutes}m{seconds:02d}s")
+    print(
+        f"final test accuracy: mean {s.final_test_acc_mean:.4f}, "
+        f"range {s.final_test_acc_min:.4f} .. {s.final_test_acc_max:.4f}"
+        + (f" ({s.faulty_models} faulty models)" if s.faulty_models else "")
+    )
+    print(f"hub folder: {hub}")
+    print(f'load it:   datasets.load_dataset("{hub}")  or  load_dataset("{hub}", "weights")')
+
+
+def _add_zoo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("zoo", help="a registered zoo name (see `modelzoos list`) or a path to a spec .yaml")
+    p.add_argument("--out", required=True, type=Path, help="the zoo directory (created; re-run to resume)")
+    p.add_argument("--max-models", type=int, help="train only the first N models of the grid")
+    p.add_argument("--epochs", type=int, help="train for E epochs instead of the spec's")
+    p.add_argument("--group-size", type=int, help="models trained together in one group")
+    p.add_argument("--image-dataset", help="Hub id or local path of the image data, instead of the spec's")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="modelzoos", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the registered zoos").set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="a zoo's resolved spec and grid size")
+    p.add_argument("zoo", help="a registered zoo name or a path to a spec .yaml")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("train", help="train a zoo into a raw zoo directory (resumable; use with accelerate launch)")
+    _add_zoo_args(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("build", help="write DIR/hub: Parquet tables, layout.json and the dataset card")
+    p.add_argument("dir", type=Path, help="a raw zoo directory written by `modelzoos train`")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("run", help="train and build a zoo, then print a summary (the main job)")
+    _add_zoo_args(p)
+    p.set_defaults(func=cmd_run)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ModelzoosError as e:
+        print(f"modelzoos: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("modelzoos: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0

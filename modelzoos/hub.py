@@ -1,0 +1,59 @@
+"""The hub folder: Parquet shards per config and split, layout.json and the dataset card.
+
+`build_hub(zoo_dir)` writes `zoo_dir/hub`, which loads with `load_dataset(folder, config)`
+exactly as it will from the Hub. It is assembled beside the old one and swapped in at the end,
+so a failed build leaves a previous hub folder as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from .builder import ModelZoo
+from .builder.rows import check_complete, zoo_layout
+from .hub_cards import render_card, summarize
+from .hub_cards.card import CONFIGS
+from .zoo_dir import ZooDir, atomic_write
+
+
+def build_hub(zoo_dir: str | Path) -> Path:
+    zoo = ZooDir(zoo_dir)
+    spec = zoo.load_spec()
+    check_complete(zoo, spec)  # before anything is written
+    layout = zoo_layout(spec)
+    stage = Path(tempfile.mkdtemp(dir=zoo.root, prefix=".hub-"))
+    try:
+        for config in CONFIGS:
+            builder = ModelZoo(config_name=config, data_dir=str(zoo.root), cache_dir=str(stage / ".cache"))
+            prepared = stage / ".prepared" / config
+            builder.download_and_prepare(output_dir=str(prepared), file_format="parquet")
+            for f in prepared.glob("*.parquet"):
+                (stage / config).mkdir(exist_ok=True)
+                f.rename(stage / config / _shard_name(f.name, builder.dataset_name))
+        shutil.rmtree(stage / ".prepared")
+        shutil.rmtree(stage / ".cache")
+        atomic_write(stage / "layout.json", layout.to_json())
+        render_card(spec, layout, summarize(stage), stage).save(stage / "README.md")
+        _swap(stage, zoo.hub_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return zoo.hub_dir
+
+
+def _shard_name(name: str, prefix: str) -> str:
+    """`zoo-train.parquet` -> `train-00000-of-00001.parquet`; sharded names keep their numbers."""
+    name = name.removeprefix(f"{prefix}-")
+    return re.sub(r"^([a-z]+)\.parquet$", r"\1-00000-of-00001.parquet", name)
+
+
+def _swap(new: Path, dest: Path) -> None:
+    old = dest.with_name(f".{dest.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    new.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,66 @@
+"""The dataset card (README.md of the hub folder): YAML metadata for the Hub, and a body to read.
+
+Rendered from a Jinja2 template with huggingface_hub's `DatasetCard.from_template`. Reads only the
+spec, layout.json and the built tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from ..builder.layout import Layout
+from ..spec import ZooSpec
+from .summary import ZooSummary
+
+TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md.j2"
+CONFIGS = {
+    "metadata": "factors and metrics of every model at every epoch; no weights (default)",
+    "weights": "the metadata plus `weights`, the flattened float32 state_dict",
+}
+
+
+def _size_category(rows: int) -> str:
+    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if rows < bound:
+            return name
+    return "1M<n<10M"
+
+
+def render_card(spec: ZooSpec, layout: Layout, summary: ZooSummary, hub_dir: Path) -> DatasetCard:
+    splits = sorted(summary.models_per_split, key=["train", "validation", "test"].index)
+    configs = [
+        {
+            "config_name": name,
+            "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"} for s in splits],
+            **({"default": True} if name == "metadata" else {}),
+        }
+        for name in CONFIGS
+    ]
+    card_data = DatasetCardData(
+        license=spec.license,
+        pretty_name=spec.pretty_name,
+        tags=["model-zoo", "weight-space-learning", "safetensors", spec.architecture.name],
+        size_categories=_size_category(summary.rows),
+        source_datasets=None if spec.image_data.source.startswith("embedded:") else [spec.image_data.source],
+        configs=configs,
+    )
+    factors = [
+        {"name": k, "values": v if len(v) <= 12 else f"{len(v)} values, {v[0]} .. {v[-1]}"}
+        for k, v in spec.grid.items()
+    ]
+    layers = [dataclasses.asdict(e) for e in layout.entries]
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        spec=spec,
+        summary=summary,
+        splits=splits,
+        config_descriptions=CONFIGS,
+        factors=factors,
+        layers=layers,
+        layout=layout,
+        repo_id=f"modelzoos/{spec.name}",
+    )

@@ -1,0 +1,48 @@
+"""The command line: exit codes and messages, as a user meets them."""
+
+import subprocess
+import sys
+
+import datasets
+
+from modelzoos.cli import main
+
+from conftest import write_spec
+
+
+def test_list_and_show(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "digits-cnn-s" in out and "2,464" in out and "embedded:digits" in out
+    assert main(["show", "digits-cnn-s"]) == 0
+    assert "= 50 models" in capsys.readouterr().out
+
+
+def test_run_trains_builds_and_summarizes(tiny_spec_path, tmp_path, capsys):
+    out = tmp_path / "zoo"
+    assert main(["run", str(tiny_spec_path), "--out", str(out), "--max-models", "2", "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 models x 1 epochs" in printed and "final test accuracy: mean" in printed
+    assert f'load_dataset("{(out / "hub").resolve()}")' in printed
+    ds = datasets.load_dataset(str(out / "hub"), "weights")
+    assert sum(len(s) for s in ds.values()) == 2 * 2
+
+
+def test_bad_inputs_give_one_message_and_nonzero_exit(tmp_path, capsys):
+    bad_key = write_spec(tmp_path / "bad.yaml", training={"epochz": 1})
+    cases = [
+        (["show", "no-such-zoo"], "unknown zoo 'no-such-zoo'"),
+        (["train", str(bad_key), "--out", str(tmp_path / "z")], "unknown key 'training.epochz'"),
+        (["build", str(tmp_path / "empty")], "is not a zoo directory"),
+        (["train", "digits-cnn-s", "--out", str(tmp_path / "y"), "--image-dataset", str(tmp_path / "gone")], "cannot load split"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("modelzoos: error: ") and message in err
+        assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_python_dash_m_entry_point():
+    done = subprocess.run([sys.executable, "-m", "modelzoos", "show", "nope"], capture_output=True, text=True)
+    assert done.returncode == 1 and "unknown zoo 'nope'" in done.stderr

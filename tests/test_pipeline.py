@@ -1,0 +1,178 @@
+"""The whole path on the tiny zoo: spec -> training -> raw zoo -> builder -> hub folder -> load."""
+
+import hashlib
+import json
+
+import datasets
+import pytest
+import safetensors.torch
+import torch
+import yaml
+
+import modelzoos
+from modelzoos.builder import ModelZoo, split_of
+from modelzoos.builder.layout import Layout, flatten
+from modelzoos.data import load_image_tensors
+from modelzoos.errors import ModelzoosError
+from modelzoos.hub import build_hub
+from modelzoos.spec import load_spec
+from modelzoos.training import evaluate, train_zoo
+from modelzoos.zoo_dir import ZooDir
+
+from conftest import write_spec
+
+
+def _tree_digest(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("config", ["metadata", "weights"])
+def test_hub_folder_loads_in_every_config(tiny_zoo, config):
+    spec, root = tiny_zoo
+    ds = datasets.load_dataset(str(root / "hub"), config)
+    n_rows = sum(len(split) for split in ds.values())
+    assert n_rows == 3 * (2 + 1)
+    assert ("weights" in ds[next(iter(ds))].column_names) == (config == "weights")
+    for split in ds.values():
+        assert split.features["seed"].dtype == "int64"
+        assert split.features["lr"].dtype == "float64"
+        assert split.features["test_acc"].dtype == "float64"
+        assert set(split["status"]) == {"ok"}
+        assert sorted(set(split["epoch"])) == [0, 1, 2]
+
+
+def test_default_config_is_metadata(tiny_zoo):
+    _, root = tiny_zoo
+    ds = datasets.load_dataset(str(root / "hub"))
+    assert "weights" not in ds[next(iter(ds))].column_names
+    card = (root / "hub" / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["license"] == "cc-by-4.0" and "model-zoo" in meta["tags"] and meta["pretty_name"]
+    assert [c["config_name"] for c in meta["configs"]] == ["metadata", "weights"]
+    assert meta["configs"][0]["default"] is True
+    for heading in ("## Load it", "## Generating factors", "## Layers", "## Training protocol"):
+        assert heading in card
+    assert "`conv1.weight`" in card
+
+
+def test_builder_tables_match_the_raw_zoo(tiny_zoo):
+    spec, root = tiny_zoo
+    builder = ModelZoo(config_name="weights", data_dir=str(root))
+    builder.download_and_prepare()
+    ds = datasets.concatenate_datasets(list(builder.as_dataset().values()))
+    zoo = ZooDir(root)
+    layout = Layout.from_json((root / "hub" / "layout.json").read_text())
+    assert layout.numel == layout.n_params == 2_464
+    for row in ds:
+        metrics = zoo.read_metrics(row["model_id"])[row["epoch"]]
+        assert row["test_acc"] == metrics["test_acc"]
+        state = safetensors.torch.load_file(zoo.checkpoint(row["model_id"], row["epoch"]))
+        assert torch.equal(torch.tensor(row["weights"]), flatten(state, layout))
+        assert json.loads(row["architecture_args"])["in_channels"] == 1
+
+
+def test_to_model_reproduces_test_accuracy(tiny_zoo):
+    spec, root = tiny_zoo
+    data = load_image_tensors(spec.image_data)
+    ds = datasets.load_dataset(str(root / "hub"), "weights")
+    rows = [r for split in ds.values() for r in split]
+    assert len(rows) == 9
+    for row in rows:
+        model = modelzoos.to_model(row, root / "hub" / "layout.json")
+        _, acc = evaluate(model, data.test_x, data.test_y)
+        assert acc == row["test_acc"], (row["model_id"], row["epoch"])
+    final = [r["test_acc"] for r in rows if r["epoch"] == 2]
+    assert min(final) > 0.5  # trained, not chance (0.1)
+
+
+def test_unflatten_round_trip(tiny_zoo):
+    _, root = tiny_zoo
+    row = datasets.load_dataset(str(root / "hub"), "weights")["train"][0]
+    state = modelzoos.unflatten(row["weights"], root / "hub" / "layout.json")
+    assert state["conv1.weight"].shape == (8, 1, 5, 5)
+    assert torch.equal(flatten(state, Layout.from_json((root / "hub" / "layout.json").read_text())), torch.tensor(row["weights"]))
+    with pytest.raises(ValueError, match="weights"):
+        modelzoos.to_model({k: v for k, v in row.items() if k != "weights"})
+
+
+def test_splits_disjoint_by_model_and_stable(tiny_zoo, tmp_path):
+    spec, root = tiny_zoo
+    ds = datasets.load_dataset(str(root / "hub"))
+    ids = {name: set(split["model_id"]) for name, split in ds.items()}
+    names = list(ids)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not ids[a] & ids[b]
+        assert all(split_of(m) == a for m in ids[a])
+    # a rebuild gives the same assignment, and the assignment is by model_id alone
+    build_hub(root)
+    again = datasets.load_dataset(str(root / "hub"), download_mode="force_redownload")
+    assert {n: set(s["model_id"]) for n, s in again.items()} == ids
+    many = [f"{i:012x}" for i in range(3000)]
+    counts = {s: sum(split_of(m) == s for m in many) for s in ("train", "validation", "test")}
+    assert 0.65 < counts["train"] / 3000 < 0.75 and min(counts.values()) > 300
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tiny_zoo, tmp_path):
+    spec, root = tiny_zoo
+    train_zoo(spec, tmp_path / "again", progress=False)
+    first = {k: v for k, v in _tree_digest(root / "models").items()}
+    second = _tree_digest(tmp_path / "again" / "models")
+    assert first == second
+    a, b = spec.models()[:2]
+    zoo = ZooDir(root)
+    for epoch in (0, 2):
+        assert zoo.checkpoint(a.model_id, epoch).read_bytes() != zoo.checkpoint(b.model_id, epoch).read_bytes()
+
+
+def test_dropout_models_are_reproducible_and_group_independent(tmp_path):
+    spec = load_spec(write_spec(tmp_path / "d.yaml", training={"epochs": 1}, grid={"seed": [1, 2], "dropout": 0.5}))
+    train_zoo(spec, tmp_path / "grouped", group_size=2, progress=False)
+    train_zoo(spec, tmp_path / "alone", group_size=1, progress=False)
+    assert _tree_digest(tmp_path / "grouped" / "models") == _tree_digest(tmp_path / "alone" / "models")
+
+
+def test_rerun_skips_finished_models_and_resumes(tiny_zoo, tmp_path):
+    spec, root = tiny_zoo
+    zoo = ZooDir(tmp_path / "z")
+    small = spec.replace(max_models=1)
+    train_zoo(small, zoo.root, progress=False)
+    entry = small.models()[0]
+    # Pretend the run died after epoch 1: drop epoch 2 and put back epoch 1's optimizer state.
+    full = zoo.read_metrics(entry.model_id)
+    final = zoo.checkpoint(entry.model_id, 2).read_bytes()
+    zoo.checkpoint(entry.model_id, 2).unlink()
+    zoo.write_metrics(entry.model_id, full[:2])
+    with pytest.raises(ModelzoosError, match="not fully trained"):
+        build_hub(zoo.root)
+    assert not zoo.hub_dir.exists()
+    train_zoo(small, zoo.root, progress=False)  # no state.pt: the model starts afresh
+    assert zoo.checkpoint(entry.model_id, 2).read_bytes() == final
+    assert zoo.read_metrics(entry.model_id) == full
+
+
+def test_out_dir_with_a_different_zoo_is_left_alone(tiny_zoo, tmp_path):
+    spec, root = tiny_zoo
+    before = _tree_digest(root)
+    with pytest.raises(ModelzoosError, match="holds a different zoo .*training.epochs is 2 there, 5 now"):
+        train_zoo(spec.replace(epochs=5), root, progress=False)
+    other = load_spec("digits-cnn-s")
+    with pytest.raises(ModelzoosError, match="holds a different zoo"):
+        train_zoo(other, root, progress=False)
+    assert _tree_digest(root) == before
+
+
+def test_out_dir_that_is_not_a_zoo(tiny_spec, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ModelzoosError, match="not empty and holds no zoo.yaml"):
+        train_zoo(tiny_spec, out, progress=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_missing_image_data_writes_nothing(tmp_path):
+    spec = load_spec(write_spec(tmp_path / "m.yaml", image_data={"source": str(tmp_path / "nowhere")}))
+    with pytest.raises(ModelzoosError, match="cannot load split"):
+        train_zoo(spec, tmp_path / "zoo", progress=False)
+    assert not (tmp_path / "zoo").exists()

@@ -54,16 +54,14 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from accelerate import PartialState
-
     from .hub import build_hub
     from .hub_cards import summarize
-    from .training import train_zoo
+    from .training.train import process_state, train_zoo
 
     spec = _spec_from_args(args)
     start = time.monotonic()
     train_zoo(spec, args.out, group_size=args.group_size)
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return
     hub = build_hub(args.out).resolve()
     s = summarize(hub)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
 from ..data import load_image_tensors
@@ -70,11 +73,16 @@ def group_models(entries: list[ModelEntry], group_size: int) -> list[list[ModelE
     return groups
 
 
+def process_state() -> PartialState:
+    """accelerate's view of this process. On a machine without CUDA, or with ACCELERATE_USE_CPU
+    set, processes join over gloo: a bare `PartialState()` would leave each process alone."""
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    return PartialState(cpu=cpu)
+
+
 def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, progress: bool = True) -> ZooDir:
     """Train (or resume) every model of `spec` into the raw zoo directory `out`."""
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state()
     zoo = ZooDir(out)
     check_zoo_dir(zoo, spec)  # every process checks, so every process fails alike
     with state.main_process_first():  # the first load fills the datasets cache for the others
@@ -86,6 +94,12 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
     epochs = spec.training.epochs
     mine = spec.models()[state.process_index :: state.num_processes]
     todo = [e for e in mine if not is_finished(zoo, e, epochs)]
+    if state.num_processes > 1:
+        print(
+            f"process {state.process_index} of {state.num_processes}: {len(mine)} models, "
+            f"{len(mine) - len(todo)} already finished",
+            file=sys.stderr,
+        )
     trainer = GroupTrainer(spec, zoo, data, state.device)
     remaining = sum(epochs + 1 - len(zoo.read_metrics(e.model_id)) for e in todo)
     bar = tqdm(
@@ -119,5 +133,7 @@ def _write_config(zoo: ZooDir, spec: ZooSpec, entry: ModelEntry) -> None:
         "architecture": spec.architecture.name,
         "architecture_args": spec.architecture_args(entry.factors),
         "torch_version": torch.__version__,
+        # CPU kernels reduce in an order that depends on the thread count: record it for regeneration.
+        "torch_num_threads": torch.get_num_threads(),
     }
     atomic_write(zoo.config_path(entry.model_id), json.dumps(config, indent=1))

@@ -1,0 +1,28 @@
+"""`accelerate launch` with two CPU processes shares out the population: every model once, same bytes."""
+
+import os
+import subprocess
+import sys
+
+from test_pipeline import _tree_digest
+
+
+def test_two_processes_train_the_same_zoo_as_one(tiny_spec_path, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    args = ["train", str(tiny_spec_path), "--epochs", "1"]
+    two = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "modelzoos", *args, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    # two processes, each with its own share (seeds 1 and 3 on process 0, seed 2 on process 1)
+    assert "process 0 of 2: 2 models" in two.stderr and "process 1 of 2: 1 models" in two.stderr
+    one = subprocess.run(
+        [sys.executable, "-m", "modelzoos", *args, "--out", str(tmp_path / "one")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    models = sorted(p.name for p in (tmp_path / "two" / "models").iterdir())
+    assert len(models) == 3
+    assert _tree_digest(tmp_path / "two" / "models") == _tree_digest(tmp_path / "one" / "models")

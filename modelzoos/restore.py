@@ -28,7 +28,10 @@ def to_model(row: Mapping[str, Any], layout: Layout | Mapping[str, Any] | str | 
         given = layout if isinstance(layout, Layout) else _read_layout(layout)
         if given != own:
             raise ValueError(f"the given layout does not match architecture '{row['architecture']}'")
-    model.load_state_dict(unflatten(row["weights"], own), strict=False)
+    # `weights` holds the floating tensors; integer buffers (e.g. BatchNorm's step count) keep their defaults.
+    result = model.load_state_dict(unflatten(row["weights"], own), strict=False)
+    floating = {e.name for e in own.entries}
+    assert not result.unexpected_keys and not floating & set(result.missing_keys), result
     return model.eval()
 
 

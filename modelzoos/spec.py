@@ -118,9 +118,9 @@ class ZooSpec:
 
     def models(self) -> list[ModelEntry]:
         """The ordered models of the grid (the first `max_models` of them if that is set)."""
-        names = [f.name for f in dataclasses.fields(Factors)]
-        axes = [self.grid[n] for n in names if n in self.grid]
-        keys = [n for n in names if n in self.grid]
+        # Seeds vary fastest, so the models of one configuration are neighbours (and share a group).
+        keys = [f.name for f in dataclasses.fields(Factors) if f.name in self.grid and f.name != "seed"] + ["seed"]
+        axes = [self.grid[k] for k in keys]
         entries = []
         for index, values in enumerate(itertools.product(*axes)):
             if self.max_models is not None and index >= self.max_models:
@@ -183,15 +183,15 @@ def registered_zoos() -> list[str]:
 def load_spec(name_or_path: str | Path) -> ZooSpec:
     """Load a registered zoo by name, or a spec from a YAML file."""
     path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
+    if not path.is_file():
+        if path.suffix in (".yaml", ".yml"):
+            raise SpecError(f"{path}: spec file not found")
         path = ZOOS_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
             raise SpecError(
                 f"unknown zoo '{name_or_path}'. Registered zoos: {', '.join(registered_zoos())}. "
                 "Run `modelzoos list`, or pass a path to your own .yaml spec."
             )
-    if not path.is_file():
-        raise SpecError(f"{path}: spec file not found")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:

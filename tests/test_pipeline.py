@@ -176,3 +176,33 @@ def test_missing_image_data_writes_nothing(tmp_path):
     with pytest.raises(ModelzoosError, match="cannot load split"):
         train_zoo(spec, tmp_path / "zoo", progress=False)
     assert not (tmp_path / "zoo").exists()
+
+
+def test_interrupted_run_resumes_from_the_last_epoch_to_the_same_bytes(tiny_zoo, tmp_path, monkeypatch):
+    from modelzoos.training.engine import GroupTrainer
+
+    spec, root = tiny_zoo
+    small = spec.replace(max_models=2)
+    original = GroupTrainer.finish_epoch
+
+    def dies_after_epoch_1(self, m, epoch, last):
+        original(self, m, epoch, last)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(GroupTrainer, "finish_epoch", dies_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_zoo(small, tmp_path / "z", progress=False)
+    zoo = ZooDir(tmp_path / "z")
+    first = small.models()[0].model_id
+    assert len(zoo.read_metrics(first)) == 2 and zoo.state_path(first).is_file()
+    monkeypatch.setattr(GroupTrainer, "finish_epoch", original)
+    resumed = []
+    monkeypatch.setattr(GroupTrainer, "train_epoch", lambda self, ms, e, _t=GroupTrainer.train_epoch: resumed.append(e) or _t(self, ms, e))
+    train_zoo(small, zoo.root, progress=False)
+    assert resumed == [1, 2]  # the second model redoes epoch 1; no model redoes epoch 0
+    assert not zoo.state_path(first).exists()
+    for entry in small.models():
+        for epoch in range(3):
+            assert zoo.checkpoint(entry.model_id, epoch).read_bytes() == ZooDir(root).checkpoint(entry.model_id, epoch).read_bytes()
+        assert zoo.read_metrics(entry.model_id) == ZooDir(root).read_metrics(entry.model_id)

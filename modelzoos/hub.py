@@ -1,4 +1,4 @@
-"""The hub folder: Parquet shards per config and split, layout.json and the dataset card.
+"""The hub folder: Parquet shards per config and split, layout.json, zoo.yaml and the dataset card.
 
 `build_hub(zoo_dir)` writes `zoo_dir/hub`, which loads with `load_dataset(folder, config)`
 exactly as it will from the Hub. It is assembled beside the old one and swapped in at the end,
@@ -36,6 +36,7 @@ def build_hub(zoo_dir: str | Path) -> Path:
         shutil.rmtree(stage / ".prepared")
         shutil.rmtree(stage / ".cache")
         atomic_write(stage / "layout.json", layout.to_json())
+        shutil.copyfile(zoo.spec_path, stage / "zoo.yaml")  # the resolved spec: enough to regenerate
         render_card(spec, layout, summarize(stage), stage).save(stage / "README.md")
         _swap(stage, zoo.hub_dir)
     except BaseException:

@@ -53,6 +53,9 @@ def test_default_config_is_metadata(tiny_zoo):
     for heading in ("## Load it", "## Generating factors", "## Layers", "## Training protocol"):
         assert heading in card
     assert "`conv1.weight`" in card
+    # the hub folder carries the resolved spec, and it regenerates the same zoo
+    assert load_spec(root / "hub" / "zoo.yaml") == load_spec(root / "zoo.yaml")
+    assert "modelzoos train zoo.yaml" in card
 
 
 def test_builder_tables_match_the_raw_zoo(tiny_zoo):

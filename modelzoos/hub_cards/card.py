@@ -48,7 +48,7 @@ def render_card(spec: ZooSpec, layout: Layout, summary: ZooSummary, hub_dir: Pat
         configs=configs,
     )
     factors = [
-        {"name": k, "values": v if len(v) <= 12 else f"{len(v)} values, {v[0]} .. {v[-1]}"}
+        {"name": k, "values": ", ".join(map(str, v)) if len(v) <= 12 else f"{len(v)} values, {v[0]} .. {v[-1]}"}
         for k, v in spec.grid.items()
     ]
     layers = [dataclasses.asdict(e) for e in layout.entries]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,8 @@ def cmd_show(args: argparse.Namespace) -> None:
     spec = load_spec(args.zoo)
     print(spec.to_yaml(), end="")
     print(f"# grid: {' x '.join(str(len(v)) for v in spec.grid.values())} = {spec.grid_size} models", end="")
+    if spec.max_models is not None and spec.max_models < spec.grid_size:
+        print(f", of which the first {spec.max_models} are trained", end="")
     print(f"; varying factors: {', '.join(spec.varying_factors) or 'none'}")
 
 
@@ -109,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except ModelzoosError as e:
-        print(f"modelzoos: error: {e}", file=sys.stderr)
+        # Under `accelerate launch` every process reports; say which one.
+        rank = f" (process {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        print(f"modelzoos: error{rank}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("modelzoos: interrupted; re-run the same command to resume", file=sys.stderr)

@@ -77,7 +77,7 @@ def _load_split(spec: ImageData, split: str) -> tuple[torch.Tensor, torch.Tensor
     except Exception as e:  # noqa: BLE001 (load_dataset raises many types; all mean "cannot load")
         raise ImageDataError(
             f"cannot load split '{split}' of image data '{spec.source}'"
-            f"{f' (config {spec.config})' if spec.config else ''}: {type(e).__name__}: {e}. "
+            f"{f' (config {spec.config})' if spec.config else ''}: {type(e).__name__}: {str(e).rstrip('.')}. "
             "Check the Hub id or local path (image_data.source, or --image-dataset), the split "
             "names, and that you are online or have the data cached."
         ) from None

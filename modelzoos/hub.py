@@ -14,17 +14,21 @@ from pathlib import Path
 
 from .builder import ModelZoo
 from .builder.rows import check_complete, zoo_layout
+from .errors import ModelzoosError
 from .hub_cards import render_card, summarize
 from .hub_cards.card import CONFIGS
-from .zoo_dir import ZooDir, atomic_write
+from .zoo_dir import DIR_MODE, ZooDir, atomic_write
 
 
 def build_hub(zoo_dir: str | Path) -> Path:
     zoo = ZooDir(zoo_dir)
+    if zoo.is_hub_folder():
+        raise ModelzoosError(f"{zoo.root} is a hub folder already; build the zoo directory (its parent)")
     spec = zoo.load_spec()
     check_complete(zoo, spec)  # before anything is written
     layout = zoo_layout(spec)
     stage = Path(tempfile.mkdtemp(dir=zoo.root, prefix=".hub-"))
+    stage.chmod(DIR_MODE)
     try:
         for config in CONFIGS:
             builder = ModelZoo(config_name=config, data_dir=str(zoo.root), cache_dir=str(stage / ".cache"))

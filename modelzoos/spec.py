@@ -64,6 +64,7 @@ class ImageData:
     center_crop: int | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
+    attribution: str | None = None  # who made the images and under which license, for the card
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,18 @@ class Factors:
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    momentum: float = 0.9
-    nesterov: bool = False
+    momentum: float | None = None  # sgd and rmsprop only; unset: 0.9 for sgd (as in the zoos), 0 for rmsprop
+    nesterov: bool | None = None  # sgd only; unset: false
+
+    def resolved(self) -> Factors:
+        """Settings an optimizer does not use become None, unset ones get their defaults, so
+        every column of a row says what was actually used."""
+        if self.optimizer == "sgd":
+            momentum = 0.9 if self.momentum is None else self.momentum
+            return dataclasses.replace(self, momentum=momentum, nesterov=bool(self.nesterov))
+        if self.optimizer == "rmsprop":
+            return dataclasses.replace(self, momentum=self.momentum or 0.0, nesterov=None)
+        return dataclasses.replace(self, momentum=None, nesterov=None)
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,7 @@ class ZooSpec:
         for index, values in enumerate(itertools.product(*axes)):
             if self.max_models is not None and index >= self.max_models:
                 break
-            factors = Factors(**dict(zip(keys, values)))
+            factors = Factors(**dict(zip(keys, values))).resolved()
             entries.append(ModelEntry(index, model_id_of(factors), factors))
         return entries
 
@@ -171,8 +182,12 @@ class ZooSpec:
 
 
 def model_id_of(factors: Factors) -> str:
-    """A stable id from the factors alone: it does not change when the grid grows or is reordered."""
-    canonical = json.dumps(dataclasses.asdict(factors), sort_keys=True)
+    """A stable id from the factors alone: it does not change when the grid grows or is reordered.
+
+    Unset (None) factors are left out, so a factor added later with a None default keeps every id.
+    """
+    values = {k: v for k, v in dataclasses.asdict(factors).items() if v is not None}
+    canonical = json.dumps(values, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -312,8 +327,31 @@ def _check(spec: ZooSpec, where: str) -> None:
                 raise SpecError(f"{where}: 'grid.{key}': unknown value '{v}'. Choose from: {', '.join(allowed)}")
     for key in ("lr", "weight_decay", "dropout", "momentum"):
         for v in spec.grid.get(key, []):
-            if v < 0 or (key == "dropout" and v >= 1):
+            if v is not None and (v < 0 or (key == "dropout" and v >= 1)):
                 raise SpecError(f"{where}: 'grid.{key}': {v} is out of range")
+    for entry in spec.models():
+        f = entry.factors
+        if f.nesterov and not f.momentum:
+            raise SpecError(f"{where}: 'grid.nesterov': nesterov needs a momentum above 0 (seed {f.seed})")
+    from .architectures import list_models  # the registry of names; no model is built here
+
+    if spec.architecture.name not in list_models():
+        raise SpecError(
+            f"{where}: 'architecture.name': unknown architecture '{spec.architecture.name}'. "
+            f"Known: {', '.join(list_models())}"
+        )
+    positive = {
+        "image_data.channels": spec.image_data.channels,
+        "image_data.image_size": spec.image_data.image_size,
+        "image_data.num_classes": spec.image_data.num_classes,
+        "image_data.resize": spec.image_data.resize,
+        "image_data.center_crop": spec.image_data.center_crop,
+    }
+    for key, v in positive.items():
+        if v is not None and v < 1:
+            raise SpecError(f"{where}: '{key}' must be at least 1, got {v}")
+    if spec.max_models is not None and spec.max_models < 1:
+        raise SpecError(f"{where}: 'max_models' must be at least 1, got {spec.max_models}")
     for key in ("epochs", "batch_size"):
         if getattr(spec.training, key) < 1:
             raise SpecError(f"{where}: 'training.{key}' must be at least 1")

@@ -22,11 +22,23 @@ from .errors import ModelzoosError
 from .spec import ZooSpec, spec_from_dict
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create private (0600/0700) entries; zoo files are meant to be shared.
+FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write to a temporary name beside `path`, fsync, rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -76,17 +88,38 @@ class ZooDir:
                 f"{self.root} is not a zoo directory (no zoo.yaml); train one with "
                 "`modelzoos train ZOO --out DIR`"
             )
-        return spec_from_dict(yaml.safe_load(self.spec_path.read_text()), where=str(self.spec_path))
+        try:
+            data = yaml.safe_load(self.spec_path.read_text())
+        except yaml.YAMLError as e:
+            raise ModelzoosError(f"{self.spec_path}: damaged, not valid YAML: {e}") from None
+        return spec_from_dict(data, where=str(self.spec_path))
+
+    def is_hub_folder(self) -> bool:
+        """A folder `build` wrote (it carries a zoo.yaml too, but no models)."""
+        return (self.root / "layout.json").is_file() and not self.models_dir.exists()
 
     def read_config(self, model_id: str) -> dict[str, Any]:
-        return json.loads(self.config_path(model_id).read_text())
+        path = self.config_path(model_id)
+        if not path.is_file():
+            raise ModelzoosError(f"{path} is missing; {_REPAIR.format(dir=self.model_dir(model_id))}")
+        return _parse_json(path, path.read_text())
 
     def read_metrics(self, model_id: str) -> list[dict[str, Any]]:
         """The finished epochs of a model, in order; an absent file means none."""
         path = self.metrics_path(model_id)
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [_parse_json(path, line) for line in path.read_text().splitlines() if line.strip()]
 
     def write_metrics(self, model_id: str, rows: list[dict[str, Any]]) -> None:
         atomic_write(self.metrics_path(model_id), "".join(json.dumps(r) + "\n" for r in rows))
+
+
+_REPAIR = "the zoo directory is damaged: delete {dir} and re-run the same `modelzoos train` command"
+
+
+def _parse_json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ModelzoosError(f"{path}: not valid JSON ({e}); {_REPAIR.format(dir=path.parent)}") from None

@@ -30,12 +30,12 @@ def write_spec(path: Path, **changes) -> Path:
 
 
 def tiny_spec_file(path: Path) -> Path:
-    """3 models x 2 epochs of the digits zoo."""
+    """3 models x 2 epochs of the digits zoo; seeds 1, 2 and 11 land in train, validation, test."""
     return write_spec(
         path,
         name="tiny-digits",
         training={"epochs": 2},
-        grid={"seed": [1, 2, 3]},
+        grid={"seed": [1, 2, 11]},
     )
 
 

@@ -40,16 +40,28 @@ def test_bad_inputs_give_one_message_and_nonzero_exit(tmp_path, capsys):
         (["run", str(bad_type), "--out", str(tmp_path / "x")], "'training.batch_size' must be an integer"),
         (["build", str(tmp_path / "empty")], "is not a zoo directory"),
         (["train", "digits-cnn-s", "--out", str(tmp_path / "y"), "--image-dataset", str(tmp_path / "gone")], "cannot load split"),
+        (["run", "digits-cnn-s", "--out", str(tmp_path / "x"), "--epochs", "-1"], "--epochs must be at least 1"),
+        (["run", "digits-cnn-s", "--out", str(tmp_path / "x"), "--group-size", "0"], "--group-size must be at least 1"),
+        (["train", "digits-cnn-s", "--out", str(tmp_path / "a-file")], "is a file"),
     ]
+    (tmp_path / "a-file").write_text("keep me")
     for argv, message in cases:
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.startswith("modelzoos: error: ") and message in err
-        assert "Traceback" not in err
     for out in ("z", "x", "y"):
         assert not (tmp_path / out).exists()
+    assert (tmp_path / "a-file").read_text() == "keep me"
+
+
+def test_out_dir_with_a_different_zoo_exits_nonzero(tiny_zoo, capsys):
+    spec, root = tiny_zoo
+    assert main(["train", str(root / "zoo.yaml"), "--out", str(root), "--epochs", "7"]) == 1
+    err = capsys.readouterr().err
+    assert "holds a different zoo" in err and "training.epochs is 2 there, 7 now" in err
 
 
 def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "modelzoos", "show", "nope"], capture_output=True, text=True)
     assert done.returncode == 1 and "unknown zoo 'nope'" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1

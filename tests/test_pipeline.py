@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 
 import datasets
 import pytest
@@ -102,6 +103,7 @@ def test_splits_disjoint_by_model_and_stable(tiny_zoo, tmp_path):
     spec, root = tiny_zoo
     ds = datasets.load_dataset(str(root / "hub"))
     ids = {name: set(split["model_id"]) for name, split in ds.items()}
+    assert sorted(ids) == ["test", "train", "validation"]
     names = list(ids)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -209,3 +211,76 @@ def test_interrupted_run_resumes_from_the_last_epoch_to_the_same_bytes(tiny_zoo,
         for epoch in range(3):
             assert zoo.checkpoint(entry.model_id, epoch).read_bytes() == ZooDir(root).checkpoint(entry.model_id, epoch).read_bytes()
         assert zoo.read_metrics(entry.model_id) == ZooDir(root).read_metrics(entry.model_id)
+
+
+def test_model_ids_and_splits_are_pinned():
+    """Changing how ids or splits are derived would silently reshuffle published zoos."""
+    models = load_spec("digits-cnn-s").models()
+    assert [m.model_id for m in models[:3]] == ["b684a2d3cbac", "4b8d4ae62cac", "d000000c74c1"]
+    assert [split_of(i) for i in ("b684a2d3cbac", "4b8d4ae62cac", "db3fa254d5ff")] == ["train", "validation", "test"]
+
+
+def test_rerun_of_a_finished_zoo_trains_nothing(tiny_zoo, monkeypatch):
+    from modelzoos.training.engine import GroupTrainer
+
+    spec, root = tiny_zoo
+    before = _tree_digest(root / "models")
+    monkeypatch.setattr(GroupTrainer, "run", lambda *a, **k: pytest.fail("a finished model was trained again"))
+    train_zoo(spec, root, progress=False)
+    assert _tree_digest(root / "models") == before
+
+
+def test_files_are_readable_by_others(tiny_zoo):
+    import os
+    import stat
+
+    _, root = tiny_zoo
+    mask = os.umask(0)
+    os.umask(mask)
+    zoo = ZooDir(root)
+    model_id = next(zoo.models_dir.iterdir()).name
+    for path in (zoo.spec_path, zoo.checkpoint(model_id, 0), zoo.metrics_path(model_id), root / "hub" / "layout.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
+    assert stat.S_IMODE((root / "hub").stat().st_mode) == 0o777 & ~mask
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"architecture": {"name": "cnn-xl"}}, "unknown architecture 'cnn-xl'"),
+        ({"architecture": {"name": "cnn-s", "args": {"width": 3}}}, "cannot train on its image data"),
+        ({"image_data": {"image_size": 32, "resize": 32}}, "cannot train on its image data"),
+        ({"grid": {"seed": [1], "optimizer": "sgd", "momentum": 0.0, "nesterov": True}}, "nesterov needs a momentum"),
+        ({"image_data": {"resize": 0}}, "'image_data.resize' must be at least 1"),
+    ],
+)
+def test_specs_that_cannot_train_fail_before_writing(tmp_path, changes, message):
+    with pytest.raises(ModelzoosError, match=message):
+        spec = load_spec(write_spec(tmp_path / "s.yaml", **changes))
+        train_zoo(spec, tmp_path / "zoo", progress=False)
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_damaged_zoo_gives_a_clear_error(tiny_zoo, tmp_path):
+    spec, root = tiny_zoo
+    shutil.copytree(root, tmp_path / "z", ignore=shutil.ignore_patterns("hub"))
+    zoo = ZooDir(tmp_path / "z")
+    model_id = spec.models()[0].model_id
+    text = zoo.metrics_path(model_id).read_text()
+    zoo.metrics_path(model_id).write_text(text[: len(text) // 2])
+    with pytest.raises(ModelzoosError, match="metrics.jsonl: not valid JSON.*delete .* and re-run"):
+        build_hub(zoo.root)
+    zoo.spec_path.write_text("name: [broken\n")
+    with pytest.raises(ModelzoosError, match="zoo.yaml: damaged, not valid YAML"):
+        build_hub(zoo.root)
+    assert not zoo.hub_dir.exists()
+
+
+def test_hub_folder_is_not_a_training_target(tiny_zoo):
+    spec, root = tiny_zoo
+    before = _tree_digest(root / "hub")
+    with pytest.raises(ModelzoosError, match="is a hub folder"):
+        train_zoo(spec, root / "hub", progress=False)
+    with pytest.raises(ModelzoosError, match="is a hub folder"):
+        build_hub(root / "hub")
+    assert _tree_digest(root / "hub") == before

@@ -38,7 +38,8 @@ def features(layout: Layout, weights: bool) -> datasets.Features:
         "parent_epoch": datasets.Value("int32"),
     }
     for f in dataclasses.fields(Factors):
-        cols[f.name] = datasets.Value(_FACTOR_TYPES[hints[f.name]])
+        (kind,) = [t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None)]
+        cols[f.name] = datasets.Value(_FACTOR_TYPES[kind])
     cols["architecture"] = datasets.Value("string")
     cols["architecture_args"] = datasets.Value("string")
     cols["n_params"] = datasets.Value("int64")

@@ -12,7 +12,7 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..builder.layout import Layout
-from ..spec import ZooSpec
+from ..spec import Factors, ZooSpec
 from .summary import ZooSummary
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md.j2"
@@ -47,10 +47,11 @@ def render_card(spec: ZooSpec, layout: Layout, summary: ZooSummary, hub_dir: Pat
         source_datasets=None if spec.image_data.source.startswith("embedded:") else [spec.image_data.source],
         configs=configs,
     )
-    factors = [
-        {"name": k, "values": ", ".join(map(str, v)) if len(v) <= 12 else f"{len(v)} values, {v[0]} .. {v[-1]}"}
-        for k, v in spec.grid.items()
-    ]
+    factors, models = [], spec.models()
+    for f in dataclasses.fields(Factors):  # the values the trained models have, not the whole grid
+        values = list(dict.fromkeys(getattr(m.factors, f.name) for m in models))
+        shown = ", ".join(map(str, values)) if len(values) <= 12 else f"{len(values)} values, {values[0]} .. {values[-1]}"
+        factors.append({"name": f.name, "values": shown.replace("None", "(not used)")})
     layers = [dataclasses.asdict(e) for e in layout.entries]
     return DatasetCard.from_template(
         card_data,

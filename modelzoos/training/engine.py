@@ -39,13 +39,15 @@ def derived_seed(seed: int, purpose: str, epoch: int = 0) -> int:
 
 def make_optimizer(params: Any, f: Factors) -> torch.optim.Optimizer:
     if f.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=f.lr, momentum=f.momentum, nesterov=f.nesterov, weight_decay=f.weight_decay)
+        return torch.optim.SGD(
+            params, lr=f.lr, momentum=f.momentum, nesterov=bool(f.nesterov), weight_decay=f.weight_decay
+        )
     if f.optimizer == "adam":
         return torch.optim.Adam(params, lr=f.lr, weight_decay=f.weight_decay)
     if f.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=f.lr, weight_decay=f.weight_decay)
     if f.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=f.lr, momentum=f.momentum, weight_decay=f.weight_decay)
+        return torch.optim.RMSprop(params, lr=f.lr, momentum=f.momentum or 0.0, weight_decay=f.weight_decay)
     raise ValueError(f"unknown optimizer {f.optimizer}")
 
 

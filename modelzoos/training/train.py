@@ -31,6 +31,11 @@ def check_zoo_dir(zoo: ZooDir, spec: ZooSpec) -> None:
     """Refuse a directory that holds something else: nothing already there may be overwritten."""
     if zoo.root.exists() and not zoo.root.is_dir():
         raise ModelzoosError(f"--out {zoo.root} is a file; give a directory for the zoo")
+    if zoo.is_hub_folder():
+        raise ModelzoosError(
+            f"--out {zoo.root} is a hub folder written by `modelzoos build`; train into the zoo "
+            "directory (its parent) or a new one"
+        )
     if zoo.spec_path.is_file():
         frozen = zoo.load_spec()
         if frozen != spec:
@@ -82,11 +87,17 @@ def process_state() -> PartialState:
 
 def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, progress: bool = True) -> ZooDir:
     """Train (or resume) every model of `spec` into the raw zoo directory `out`."""
+    if group_size is not None and group_size < 1:
+        raise ModelzoosError(f"--group-size must be at least 1, got {group_size}")
     state = process_state()
     zoo = ZooDir(out)
-    check_zoo_dir(zoo, spec)  # every process checks, so every process fails alike
-    with state.main_process_first():  # the first load fills the datasets cache for the others
-        data = load_image_tensors(spec.image_data).to(state.device)
+    # Every process checks everything before anything is written, so a bad input fails every
+    # process alike and leaves the directory as it was. (`datasets` locks its cache, so the
+    # processes may load the image data at the same time.)
+    check_zoo_dir(zoo, spec)
+    data = load_image_tensors(spec.image_data).to(state.device)
+    trainer = GroupTrainer(spec, zoo, data, state.device)
+    _check_one_step(trainer, spec)
     if state.is_main_process and not zoo.spec_path.is_file():
         atomic_write(zoo.spec_path, spec.to_yaml())
     state.wait_for_everyone()
@@ -100,7 +111,6 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
             f"{len(mine) - len(todo)} already finished",
             file=sys.stderr,
         )
-    trainer = GroupTrainer(spec, zoo, data, state.device)
     remaining = sum(epochs + 1 - len(zoo.read_metrics(e.model_id)) for e in todo)
     bar = tqdm(
         total=remaining,
@@ -117,6 +127,22 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
             trainer.run(members, on_epoch=lambda: bar.update(1))
     state.wait_for_everyone()
     return zoo
+
+
+def _check_one_step(trainer: GroupTrainer, spec: ZooSpec) -> None:
+    """Build the first model and run it on two images: a spec whose architecture does not fit
+    its image data fails here, with the spec named, instead of deep in training."""
+    entry = spec.models()[0]
+    try:
+        member = trainer.new_member(entry)
+        x, y = trainer.data.train_x[:2], trainer.data.train_y[:2]
+        torch.nn.functional.cross_entropy(member.model(x), y).backward()
+    except Exception as e:  # noqa: BLE001 (any failure here is the spec's)
+        raise ModelzoosError(
+            f"zoo '{spec.name}': model {entry.model_id} ({spec.architecture.name}) cannot train on its "
+            f"image data ({tuple(trainer.data.train_x.shape[1:])}): {type(e).__name__}: {e}. "
+            "Check architecture.args and image_data (channels, image_size, num_classes)."
+        ) from None
 
 
 def _write_config(zoo: ZooDir, spec: ZooSpec, entry: ModelEntry) -> None:

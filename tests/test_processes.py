@@ -1,10 +1,11 @@
-"""`accelerate launch` with two CPU processes shares out the population: every model once, same bytes."""
+"""`accelerate launch` with two CPU processes shares out the population: every model once, same weights."""
 
 import os
 import subprocess
 import sys
 
-from test_pipeline import _tree_digest
+import safetensors.torch
+import torch
 
 
 def test_two_processes_train_the_same_zoo_as_one(tiny_spec_path, tmp_path):
@@ -25,4 +26,10 @@ def test_two_processes_train_the_same_zoo_as_one(tiny_spec_path, tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     models = sorted(p.name for p in (tmp_path / "two" / "models").iterdir())
     assert len(models) == 3
-    assert _tree_digest(tmp_path / "two" / "models") == _tree_digest(tmp_path / "one" / "models")
+    # Groups differ (two processes hold 2 + 1 models, one holds 3), so equal within float tolerance.
+    for model_id in models:
+        for epoch in (0, 1):
+            a = safetensors.torch.load_file(tmp_path / "two" / "models" / model_id / f"epoch_{epoch:03d}.safetensors")
+            b = safetensors.torch.load_file(tmp_path / "one" / "models" / model_id / f"epoch_{epoch:03d}.safetensors")
+            for name in a:
+                torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,13 +19,11 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
-from ..data import load_image_tensors
+from ..data import ImageTensors, load_image_tensors
 from ..errors import ModelzoosError
 from ..spec import ModelEntry, ZooSpec
 from ..zoo_dir import ZooDir, atomic_write
-from .engine import GroupTrainer
-
-DEFAULT_GROUP_SIZE = 64
+from .engine import GroupTrainer, structure_key
 
 
 def check_zoo_dir(zoo: ZooDir, spec: ZooSpec) -> None:
@@ -68,14 +67,27 @@ def is_finished(zoo: ZooDir, entry: ModelEntry, epochs: int) -> bool:
 
 
 def group_models(entries: list[ModelEntry], group_size: int) -> list[list[ModelEntry]]:
-    """Consecutive models of the same structure, at most `group_size` per group."""
-    groups: list[list[ModelEntry]] = []
+    """Models of the same structure, in grid order, at most `group_size` per group."""
+    by_structure: dict[tuple, list[ModelEntry]] = {}
     for e in entries:
-        if groups and len(groups[-1]) < group_size and groups[-1][0].factors.activation == e.factors.activation:
-            groups[-1].append(e)
-        else:
-            groups.append([e])
-    return groups
+        by_structure.setdefault(structure_key(e.factors), []).append(e)
+    return [same[i : i + group_size] for same in by_structure.values() for i in range(0, len(same), group_size)]
+
+
+def default_group_size(device: torch.device, data: ImageTensors, spec: ZooSpec) -> int:
+    """As many models as fit a quarter of the device's memory, at most 100 on a CPU (larger
+    groups measured slower there: the working set leaves the cache) and 1,000 on a GPU.
+
+    Total, not free, memory: the groups of a re-run must be the same for a resume to be exact.
+    """
+    if device.type == "cuda":
+        total, cap = torch.cuda.get_device_properties(device).total_memory, 1000
+    else:
+        total, cap = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), 100
+    # A training step keeps ~16 floats of activations per input float for the backward pass;
+    # evaluation chunks are bounded separately (engine.EVAL_ELEMENTS).
+    per_model = 4 * 16 * spec.training.batch_size * data.train_x[0].numel()
+    return max(1, min(cap, int(total / 4 // per_model)))
 
 
 def process_state() -> PartialState:
@@ -104,26 +116,31 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
 
     epochs = spec.training.epochs
     mine = spec.models()[state.process_index :: state.num_processes]
-    todo = [e for e in mine if not is_finished(zoo, e, epochs)]
+    # Groups come from the grid alone, so a re-run of the same command rebuilds the same groups.
+    groups = group_models(mine, group_size or default_group_size(state.device, data, spec))
+    todo = []
+    for group in groups:
+        if all(is_finished(zoo, e, epochs) for e in group):
+            for e in group:  # left behind by a run killed while cleaning up
+                zoo.state_path(e.model_id).unlink(missing_ok=True)
+        else:
+            todo.append(trainer.resume_group(group))
     if state.num_processes > 1:
         print(
             f"process {state.process_index} of {state.num_processes}: {len(mine)} models, "
-            f"{len(mine) - len(todo)} already finished",
+            f"{len(mine) - sum(map(len, todo))} already finished",
             file=sys.stderr,
         )
-    remaining = sum(epochs + 1 - len(zoo.read_metrics(e.model_id)) for e in todo)
     bar = tqdm(
-        total=remaining,
+        total=sum((epochs + 1 - m.next_epoch) for members in todo for m in members),
         unit="model-epoch",
         desc=f"training {spec.name}",
         disable=not (progress and state.is_local_main_process),
     )
     with bar:
-        for group in group_models(todo, group_size or DEFAULT_GROUP_SIZE):
-            members = []
-            for entry in group:
-                _write_config(zoo, spec, entry)
-                members.append(trainer.resume_member(entry))
+        for members in todo:
+            for m in members:
+                _write_config(zoo, spec, m.entry)
             trainer.run(members, on_epoch=lambda: bar.update(1))
     state.wait_for_everyone()
     return zoo
@@ -134,9 +151,9 @@ def _check_one_step(trainer: GroupTrainer, spec: ZooSpec) -> None:
     its image data fails here, with the spec named, instead of deep in training."""
     entry = spec.models()[0]
     try:
-        member = trainer.new_member(entry)
+        model = trainer.new_member(entry)
         x, y = trainer.data.train_x[:2], trainer.data.train_y[:2]
-        torch.nn.functional.cross_entropy(member.model(x), y).backward()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
     except Exception as e:  # noqa: BLE001 (any failure here is the spec's)
         raise ModelzoosError(
             f"zoo '{spec.name}': model {entry.model_id} ({spec.architecture.name}) cannot train on its "

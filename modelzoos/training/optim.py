@@ -1,0 +1,98 @@
+"""Optimizers over stacked parameters: K models, each with its own hyperparameters.
+
+The update rules are PyTorch's (`torch.optim.SGD`, `Adam`, `AdamW`, `RMSprop` with their default
+betas, eps and alpha), written once over K x ... tensors with per-model lr, weight decay and
+momentum as K-vectors. `torch.optim` cannot do this: its hyperparameters are scalars per param
+group, and a group of models shares each stacked tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+from ..spec import Factors
+
+BETAS = (0.9, 0.999)
+EPS_ADAM = 1e-8
+ALPHA_RMSPROP = 0.99
+EPS_RMSPROP = 1e-8
+
+
+class StackedOptimizer:
+    def __init__(self, params: dict[str, Tensor], factors: list[Factors]) -> None:
+        kinds = {f.optimizer for f in factors}
+        if len(kinds) != 1:
+            raise ValueError(f"one optimizer per group, got {kinds}")
+        self.kind = kinds.pop()
+        self.params = params
+        device = next(iter(params.values())).device
+
+        def vec(values: Iterable[float | None]) -> Tensor:
+            return torch.tensor([v or 0.0 for v in values], dtype=torch.float32, device=device)
+
+        self.lr = vec(f.lr for f in factors)
+        self.weight_decay = vec(f.weight_decay for f in factors)
+        self.momentum = vec(f.momentum for f in factors)
+        self.nesterov = torch.tensor([bool(f.nesterov) for f in factors], device=device)
+        self.steps = torch.zeros(len(factors), dtype=torch.float32, device=device)
+        buffers = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
+                   "rmsprop": ("square_avg", "momentum_buffer")}[self.kind]
+        self.state = {name: {b: torch.zeros_like(p) for b in buffers} for name, p in params.items()}
+
+    # --- per-model state, for checkpoints of single models -------------------------------------
+
+    def model_state(self, k: int) -> dict[str, Tensor]:
+        out = {"step": self.steps[k].clone().cpu()}
+        for name, bufs in self.state.items():
+            for b, t in bufs.items():
+                out[f"{b}/{name}"] = t[k].detach().clone().cpu()
+        return out
+
+    def load_model_state(self, k: int, state: dict[str, Tensor]) -> None:
+        self.steps[k] = state["step"]
+        for name, bufs in self.state.items():
+            for b, t in bufs.items():
+                t[k] = state[f"{b}/{name}"]
+
+    # --- the update ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, grads: dict[str, Tensor], active: Tensor) -> None:
+        """One update of every active model (bool K-vector); the others keep weights and state."""
+        self.steps += active.float()
+        for name, p in self.params.items():
+            g = grads[name]
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            lr, wd, mom = (v.view(shape) for v in (self.lr, self.weight_decay, self.momentum))
+            on = active.view(shape)
+            s = self.state[name]
+            if self.kind == "adamw":
+                p_decayed = p * (1 - lr * wd)
+            else:
+                p_decayed = p
+                g = g + wd * p
+            if self.kind == "sgd":
+                buf = torch.where(on, mom * s["momentum_buffer"] + g, s["momentum_buffer"])
+                s["momentum_buffer"] = buf
+                direction = torch.where(self.nesterov.view(shape), g + mom * buf, buf)
+                new = p - lr * direction
+            elif self.kind in ("adam", "adamw"):
+                b1, b2 = BETAS
+                m = torch.where(on, s["exp_avg"].lerp(g, 1 - b1), s["exp_avg"])
+                v = torch.where(on, s["exp_avg_sq"] * b2 + (1 - b2) * g * g, s["exp_avg_sq"])
+                s["exp_avg"], s["exp_avg_sq"] = m, v
+                t = self.steps.clamp(min=1).view(shape)
+                step_size = lr / (1 - b1**t)
+                denom = v.sqrt() / (1 - b2**t).sqrt() + EPS_ADAM
+                new = p_decayed - step_size * m / denom
+            else:  # rmsprop
+                sq = torch.where(on, s["square_avg"] * ALPHA_RMSPROP + (1 - ALPHA_RMSPROP) * g * g, s["square_avg"])
+                s["square_avg"] = sq
+                avg = sq.sqrt() + EPS_RMSPROP
+                buf = torch.where(on, mom * s["momentum_buffer"] + g / avg, s["momentum_buffer"])
+                s["momentum_buffer"] = buf
+                new = p - lr * buf
+            p.copy_(torch.where(on, new, p))

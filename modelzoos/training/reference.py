@@ -1,0 +1,79 @@
+"""The plain PyTorch loop: one model at a time with `torch.optim`, as the original zoos trained.
+
+It is the reference the population engine is tested against (a model trained in a group equals
+the same model trained alone) and the baseline of `benchmarks/population_throughput.py`. It draws
+the engine's seeds (initial weights, data order, dropout keys), so the two can agree.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..architectures.dropout import SeededDropout, step_keys
+from ..data import ImageTensors
+from ..spec import Factors, ModelEntry, ZooSpec
+from .engine import data_order, dropout_base_key, initial_model
+
+EVAL_BATCH = 1000
+
+
+def make_optimizer(params: Any, f: Factors) -> torch.optim.Optimizer:
+    if f.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=f.lr, momentum=f.momentum, nesterov=bool(f.nesterov), weight_decay=f.weight_decay)
+    if f.optimizer == "adam":
+        return torch.optim.Adam(params, lr=f.lr, weight_decay=f.weight_decay)
+    if f.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=f.lr, weight_decay=f.weight_decay)
+    if f.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=f.lr, momentum=f.momentum or 0.0, weight_decay=f.weight_decay)
+    raise ValueError(f"unknown optimizer {f.optimizer}")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` (in eval mode) on images `x`, labels `y`."""
+    if len(y) == 0:
+        return math.nan, math.nan
+    was_training = model.training
+    model.eval()
+    loss, correct = 0.0, 0
+    for i in range(0, len(y), EVAL_BATCH):
+        logits = model(x[i : i + EVAL_BATCH])
+        loss += F.cross_entropy(logits, y[i : i + EVAL_BATCH], reduction="sum").item()
+        correct += (logits.argmax(1) == y[i : i + EVAL_BATCH]).sum().item()
+    model.train(was_training)
+    return loss / len(y), correct / len(y)
+
+
+def train_alone(
+    spec: ZooSpec, entry: ModelEntry, data: ImageTensors, device: torch.device | str = "cpu"
+) -> list[dict[str, Tensor]]:
+    """Train one model for the spec's epochs; its state_dict after every epoch (0 = initial)."""
+    f = entry.factors
+    model = initial_model(spec, f).to(device)
+    optimizer = make_optimizer(model.parameters(), f)
+    drops = [m for m in model.modules() if isinstance(m, SeededDropout)]
+    x, y = data.train_x, data.train_y
+    bs = spec.training.batch_size
+    states = [{k: v.detach().cpu().clone() for k, v in model.state_dict().items()}]
+    for epoch in range(1, spec.training.epochs + 1):
+        model.train()
+        order = data_order(f.seed, epoch, len(y)).to(device)
+        base = torch.tensor([dropout_base_key(f.seed, epoch)], device=device)
+        for step, start in enumerate(range(0, len(y), bs)):
+            for layer, d in enumerate(drops):
+                d.key = step_keys(base, step, layer)
+            idx = order[start : start + bs]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    for d in drops:
+        d.key = None
+    return states

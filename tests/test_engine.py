@@ -1,0 +1,151 @@
+"""The population engine against the plain per-model loop, faults, and a real SIGKILL resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import safetensors.torch
+import torch
+
+from modelzoos.data import load_image_tensors
+from modelzoos.spec import load_spec
+from modelzoos.training import train_alone, train_zoo
+from modelzoos.zoo_dir import ZooDir
+
+from conftest import write_spec
+
+def assert_same_model(a: dict, b: dict, what: str, tol: float = 5e-4) -> None:
+    """Within float tolerance, as whole weight vectors. A grouped and a single convolution round
+    differently (~1e-7); training then grows the difference step by step, and normalized
+    optimizers (Adam, RMSprop) turn the sign of a near-zero gradient into a full +-lr step. Measured
+    after 80 steps: up to ~1.5e-4 of the weight norm (RMSprop); a wrong update rule, data order or
+    init is off by 1e-2 and more."""
+    va, vb = (torch.cat([s[n].flatten() for n in sorted(s)]) for s in (a, b))
+    err = (va - vb).norm() / vb.norm()
+    assert err < tol, f"{what}: relative error {err:.2e}"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_image_tensors(load_spec("digits-cnn-s").image_data)
+
+
+def _weights(zoo: ZooDir, model_id: str, epoch: int) -> dict:
+    return safetensors.torch.load_file(zoo.checkpoint(model_id, epoch))
+
+
+# Learning rates as the zoos use them. (Far larger ones make training chaotic: float rounding,
+# which differs between a grouped and a single convolution, then grows step by step.)
+OPTIMIZERS = [
+    {"optimizer": "sgd", "lr": [0.01, 0.003], "momentum": [0.9, 0.0], "weight_decay": [0.0, 1e-3]},
+    {"optimizer": "sgd", "nesterov": True, "lr": [0.01, 0.003], "weight_decay": [0.0, 1e-2]},
+    {"optimizer": "adam", "lr": [1e-3, 3e-4], "weight_decay": [0.0, 1e-3]},
+    {"optimizer": "adamw", "lr": [1e-3, 3e-4], "weight_decay": [0.0, 1e-2]},
+    {"optimizer": "rmsprop", "lr": [3e-4, 1e-4], "momentum": [0.0, 0.5], "weight_decay": [0.0, 1e-3]},
+]
+
+
+@pytest.mark.parametrize("grid", OPTIMIZERS, ids=lambda g: g["optimizer"] + ("-nesterov" if g.get("nesterov") else ""))
+def test_a_model_in_a_group_equals_the_model_trained_alone(tmp_path, digits, grid):
+    """Per-model lr, weight decay and momentum in one stacked step, against torch.optim one model
+    at a time: same initial weights exactly, then weights and metrics within float tolerance."""
+    spec = load_spec(write_spec(tmp_path / "s.yaml", training={"epochs": 2}, grid={"seed": [1, 2], **grid}))
+    assert len(spec.models()) >= 8
+    zoo = train_zoo(spec, tmp_path / "zoo", progress=False)
+    for entry in spec.models()[::3]:
+        alone = train_alone(spec, entry, digits)
+        assert all(torch.equal(alone[0][n], t) for n, t in _weights(zoo, entry.model_id, 0).items())
+        for epoch in (1, 2):
+            assert_same_model(_weights(zoo, entry.model_id, epoch), alone[epoch], f"{entry.factors} epoch {epoch}")
+
+
+def test_dropout_masks_come_from_the_seed(tmp_path, digits):
+    """Keyed dropout: the group and the lone model draw the same masks, so they agree too."""
+    grid = {"seed": [1, 2, 3], "dropout": [0.0, 0.5], "lr": 1e-3}
+    spec = load_spec(write_spec(tmp_path / "d.yaml", training={"epochs": 1}, grid=grid))
+    grouped = train_zoo(spec, tmp_path / "grouped", progress=False)
+    single = train_zoo(spec, tmp_path / "single", group_size=1, progress=False)
+    for entry in spec.models():
+        alone = train_alone(spec, entry, digits)
+        # Dropout makes training more sensitive still; other masks would be off by ~1e-1.
+        assert_same_model(_weights(grouped, entry.model_id, 1), alone[1], f"{entry.factors} vs alone", tol=2e-3)
+        assert_same_model(_weights(grouped, entry.model_id, 1), _weights(single, entry.model_id, 1), f"vs K=1", tol=2e-3)
+    a, b = (e for e in spec.models() if e.factors.dropout == 0.5 and e.factors.seed in (1, 2))
+    assert not torch.equal(_weights(grouped, a.model_id, 1)["fc1.weight"], _weights(grouped, b.model_id, 1)["fc1.weight"])
+
+
+def test_a_diverging_model_is_flagged_and_does_not_poison_its_group(tmp_path):
+    healthy = {"seed": [1, 2], "activation": "relu", "optimizer": "sgd", "lr": [0.01]}
+    spec = load_spec(write_spec(tmp_path / "h.yaml", training={"epochs": 2}, grid=healthy))
+    with_bad = load_spec(write_spec(tmp_path / "b.yaml", training={"epochs": 2}, grid={**healthy, "lr": [0.01, 1e30]}))
+    ref = train_zoo(spec, tmp_path / "ref", progress=False)
+    zoo = train_zoo(with_bad, tmp_path / "bad", progress=False)
+    bad = [e for e in with_bad.models() if e.factors.lr > 1]
+    assert len(with_bad.models()) == 4 and len(bad) == 2
+    for e in bad:
+        rows = zoo.read_metrics(e.model_id)
+        assert rows[0]["status"] == "ok" and rows[-1]["status"] == "diverged"
+        last = _weights(zoo, e.model_id, 2)
+        assert all(torch.isfinite(t).all() for t in last.values())  # frozen at its last finite weights
+        assert all(torch.equal(t, _weights(zoo, e.model_id, 1)[n]) for n, t in last.items())  # and stays there
+    for e in spec.models():
+        assert all(r["status"] == "ok" for r in zoo.read_metrics(e.model_id))
+        assert_same_model(_weights(zoo, e.model_id, 2), _weights(ref, e.model_id, 2), str(e.factors))
+
+
+def test_sigkill_in_the_middle_of_an_epoch_then_resume_gives_the_same_bytes(tmp_path):
+    spec_path = write_spec(tmp_path / "k.yaml", training={"epochs": 3, "batch_size": 4}, grid={"seed": [1, 2, 3, 4]})
+    spec = load_spec(spec_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+
+    def command(out):
+        return [sys.executable, "-m", "modelzoos", "train", str(spec_path), "--out", str(out)]
+
+    subprocess.run(command(tmp_path / "whole"), env=env, check=True, capture_output=True, timeout=600)
+    killed = ZooDir(tmp_path / "killed")
+    proc = subprocess.Popen(command(killed.root), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = spec.models()[0].model_id
+    deadline = time.monotonic() + 300
+    while len(killed.read_metrics(first)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.2)  # now inside epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = [len(killed.read_metrics(e.model_id)) for e in spec.models()]
+    assert max(done) < 4, "the run finished before it could be killed; make the epochs longer"
+    subprocess.run(command(killed.root), env=env, check=True, capture_output=True, timeout=600)
+    whole = ZooDir(tmp_path / "whole")
+    for e in spec.models():
+        for epoch in range(4):
+            assert killed.checkpoint(e.model_id, epoch).read_bytes() == whole.checkpoint(e.model_id, epoch).read_bytes()
+        assert killed.read_metrics(e.model_id) == whole.read_metrics(e.model_id)
+        assert not killed.state_path(e.model_id).exists()
+
+
+@pytest.mark.parametrize("grid", OPTIMIZERS, ids=lambda g: g["optimizer"] + ("-nesterov" if g.get("nesterov") else ""))
+def test_stacked_optimizer_matches_torch_optim_step_by_step(tmp_path, grid):
+    """The update rules alone, on the same gradients: no training dynamics to amplify rounding,
+    so elementwise agreement to float precision."""
+    from modelzoos.training.optim import StackedOptimizer
+    from modelzoos.training.reference import make_optimizer
+
+    factors = [e.factors for e in load_spec(write_spec(tmp_path / "o.yaml", grid={"seed": [1], **grid})).models()]
+    K = len(factors)
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(K, 7, 5, generator=g)
+    stacked = {"w": start.clone()}
+    opt = StackedOptimizer(stacked, factors)
+    singles = [torch.nn.Parameter(start[k].clone()) for k in range(K)]
+    torch_opts = [make_optimizer([p], f) for p, f in zip(singles, factors)]
+    active = torch.ones(K, dtype=torch.bool)
+    for _ in range(10):
+        grad = torch.randn(K, 7, 5, generator=g)
+        opt.step({"w": grad}, active)
+        for k, (p, o) in enumerate(zip(singles, torch_opts)):
+            p.grad = grad[k].clone()
+            o.step()
+    for k in range(K):
+        torch.testing.assert_close(stacked["w"][k], singles[k].detach(), rtol=1e-5, atol=1e-6)

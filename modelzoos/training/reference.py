@@ -57,7 +57,7 @@ def train_alone(
     f = entry.factors
     model = initial_model(spec, f).to(device)
     optimizer = make_optimizer(model.parameters(), f)
-    drops = [m for m in model.modules() if isinstance(m, SeededDropout)]
+    drops = [m for m in model.modules() if isinstance(m, SeededDropout)] if f.dropout > 0 else []
     x, y = data.train_x, data.train_y
     bs = spec.training.batch_size
     states = [{k: v.detach().cpu().clone() for k, v in model.state_dict().items()}]

@@ -75,15 +75,16 @@ def group_models(entries: list[ModelEntry], group_size: int) -> list[list[ModelE
 
 
 def default_group_size(device: torch.device, data: ImageTensors, spec: ZooSpec) -> int:
-    """As many models as fit a quarter of the device's memory, at most 100 on a CPU (larger
-    groups measured slower there: the working set leaves the cache) and 1,000 on a GPU.
+    """As many models as fit a quarter of the device's memory; on a CPU at most ~1,000 images
+    per stacked step (100 models at batch 10, 32 at batch 32: larger groups measured slower, as
+    the working set leaves the cache), on a GPU at most 1,000 models.
 
     Total, not free, memory: the groups of a re-run must be the same for a resume to be exact.
     """
     if device.type == "cuda":
         total, cap = torch.cuda.get_device_properties(device).total_memory, 1000
     else:
-        total, cap = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), 100
+        total, cap = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), max(1, 1024 // spec.training.batch_size)
     # A training step keeps ~16 floats of activations per input float for the backward pass;
     # evaluation chunks are bounded separately (engine.EVAL_ELEMENTS).
     per_model = 4 * 16 * spec.training.batch_size * data.train_x[0].numel()

@@ -78,6 +78,8 @@ class Training:
     epochs: int
     batch_size: int
     loss: str = "cross_entropy"
+    # "onecycle": torch's OneCycleLR with its defaults, max_lr = the model's lr, stepped per batch
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -355,6 +357,8 @@ def _check(spec: ZooSpec, where: str) -> None:
     for key in ("epochs", "batch_size"):
         if getattr(spec.training, key) < 1:
             raise SpecError(f"{where}: 'training.{key}' must be at least 1")
+    if spec.training.scheduler not in (None, "onecycle"):
+        raise SpecError(f"{where}: 'training.scheduler': unknown '{spec.training.scheduler}'; use onecycle or leave it out")
     if spec.training.loss != "cross_entropy":
         raise SpecError(f"{where}: 'training.loss': only 'cross_entropy' is supported")
     data = spec.image_data

@@ -62,6 +62,34 @@ def test_a_model_in_a_group_equals_the_model_trained_alone(tmp_path, digits, gri
             assert_same_model(_weights(zoo, entry.model_id, epoch), alone[epoch], f"{entry.factors} epoch {epoch}")
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_onecycle_schedule_per_model_equals_torch(tmp_path, digits, optimizer):
+    """OneCycleLR with each model's lr as its max_lr, momentum (beta1 for Adam) cycled, against
+    torch's scheduler on the lone model; the schedule spans both epochs, so also across a resume."""
+    grid = {"seed": [1, 2], "optimizer": optimizer, "lr": [0.05, 0.01] if optimizer == "sgd" else [3e-3, 1e-3]}
+    spec = load_spec(write_spec(tmp_path / "c.yaml", training={"epochs": 2, "scheduler": "onecycle"}, grid=grid))
+    zoo = train_zoo(spec, tmp_path / "zoo", progress=False)
+    for entry in spec.models():
+        alone = train_alone(spec, entry, digits)
+        for epoch in (1, 2):
+            assert_same_model(_weights(zoo, entry.model_id, epoch), alone[epoch], f"{entry.factors} epoch {epoch}")
+
+
+def test_onecycle_values_match_torch():
+    from modelzoos.training.optim import onecycle
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=37)
+    for step in range(37):
+        lr, momentum = onecycle(step, 37, torch.tensor([0.1, 0.2]))
+        assert lr[0].item() == pytest.approx(opt.param_groups[0]["lr"], rel=1e-6)
+        assert lr[1].item() == pytest.approx(2 * opt.param_groups[0]["lr"], rel=1e-6)
+        assert momentum == pytest.approx(opt.param_groups[0]["momentum"], rel=1e-9)
+        opt.step()
+        sched.step()
+
+
 def test_dropout_masks_come_from_the_seed(tmp_path, digits):
     """Keyed dropout: the group and the lone model draw the same masks, so they agree too."""
     grid = {"seed": [1, 2, 3], "dropout": [0.0, 0.5], "lr": 1e-3}

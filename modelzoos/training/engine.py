@@ -30,7 +30,7 @@ from ..architectures.dropout import keyed_dropout, step_keys
 from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
 from ..zoo_dir import ZooDir, atomic_write
-from .optim import StackedOptimizer
+from .optim import StackedOptimizer, onecycle
 
 EVAL_ELEMENTS = 2**22  # activations of one evaluation chunk, in floats (16 MiB: cache-sized, measured fastest)
 
@@ -162,7 +162,11 @@ class GroupTrainer:
         use_dropout = bool((pop.dropout > 0).any())
         base = torch.tensor([dropout_base_key(s, epoch) for s in seeds], device=self.device)
         params = list(pop.params.values())
+        steps_per_epoch = math.ceil(len(y) / bs)
         for step, start in enumerate(range(0, len(y), bs)):
+            if self.spec.training.scheduler == "onecycle":  # a function of the global step: nothing to resume
+                total = self.spec.training.epochs * steps_per_epoch
+                pop.optimizer.schedule(*onecycle((epoch - 1) * steps_per_epoch + step, total, pop.optimizer.max_lr))
             idx = orders[:, start : start + bs]
             dropout = None
             if use_dropout:

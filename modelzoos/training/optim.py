@@ -8,6 +8,7 @@ group, and a group of models shares each stacked tensor.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -19,6 +20,30 @@ BETAS = (0.9, 0.999)
 EPS_ADAM = 1e-8
 ALPHA_RMSPROP = 0.99
 EPS_RMSPROP = 1e-8
+# torch.optim.lr_scheduler.OneCycleLR's defaults
+PCT_START, DIV_FACTOR, FINAL_DIV_FACTOR = 0.3, 25.0, 1e4
+BASE_MOMENTUM, MAX_MOMENTUM = 0.85, 0.95
+
+
+def _cos_anneal(start: float | Tensor, end: float | Tensor, pct: float) -> float | Tensor:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+def onecycle(step: int, total_steps: int, max_lr: Tensor) -> tuple[Tensor, float]:
+    """Learning rates (per model) and momentum at `step`, as OneCycleLR computes them (two
+    phases, cosine annealing, momentum cycled inversely between 0.85 and 0.95)."""
+    initial = max_lr / DIV_FACTOR
+    phases = [
+        (float(PCT_START * total_steps) - 1, initial, max_lr, MAX_MOMENTUM, BASE_MOMENTUM),
+        (total_steps - 1, max_lr, initial / FINAL_DIV_FACTOR, BASE_MOMENTUM, MAX_MOMENTUM),
+    ]
+    start = 0.0
+    for i, (end, lr0, lr1, m0, m1) in enumerate(phases):
+        if step <= end or i == len(phases) - 1:
+            pct = (step - start) / (end - start)
+            return _cos_anneal(lr0, lr1, pct), _cos_anneal(m0, m1, pct)
+        start = end
+    raise AssertionError("unreachable")
 
 
 class StackedOptimizer:
@@ -38,6 +63,8 @@ class StackedOptimizer:
         self.momentum = vec(f.momentum for f in factors)
         self.nesterov = torch.tensor([bool(f.nesterov) for f in factors], device=device)
         self.steps = torch.zeros(len(factors), dtype=torch.float32, device=device)
+        self.max_lr = self.lr.clone()
+        self.beta1, self.beta2 = BETAS
         buffers = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
                    "rmsprop": ("square_avg", "momentum_buffer")}[self.kind]
         self.state = {name: {b: torch.zeros_like(p) for b in buffers} for name, p in params.items()}
@@ -56,6 +83,14 @@ class StackedOptimizer:
         for name, bufs in self.state.items():
             for b, t in bufs.items():
                 t[k] = state[f"{b}/{name}"]
+
+    def schedule(self, lr: Tensor, momentum: float) -> None:
+        """Set this step's learning rates and momentum (beta1 for Adam/AdamW), as OneCycleLR does."""
+        self.lr = lr
+        if self.kind in ("adam", "adamw"):
+            self.beta1 = momentum
+        else:
+            self.momentum = torch.full_like(self.momentum, momentum)
 
     # --- the update ------------------------------------------------------------------------------
 
@@ -80,7 +115,7 @@ class StackedOptimizer:
                 direction = torch.where(self.nesterov.view(shape), g + mom * buf, buf)
                 new = p - lr * direction
             elif self.kind in ("adam", "adamw"):
-                b1, b2 = BETAS
+                b1, b2 = self.beta1, self.beta2
                 m = torch.where(on, s["exp_avg"].lerp(g, 1 - b1), s["exp_avg"])
                 v = torch.where(on, s["exp_avg_sq"] * b2 + (1 - b2) * g * g, s["exp_avg_sq"])
                 s["exp_avg"], s["exp_avg_sq"] = m, v

@@ -57,6 +57,10 @@ def train_alone(
     f = entry.factors
     model = initial_model(spec, f).to(device)
     optimizer = make_optimizer(model.parameters(), f)
+    scheduler = None
+    if spec.training.scheduler == "onecycle":
+        total = spec.training.epochs * math.ceil(len(data.train_y) / spec.training.batch_size)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=f.lr, total_steps=total)
     drops = [m for m in model.modules() if isinstance(m, SeededDropout)] if f.dropout > 0 else []
     x, y = data.train_x, data.train_y
     bs = spec.training.batch_size
@@ -73,6 +77,8 @@ def train_alone(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
         states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     for d in drops:
         d.key = None

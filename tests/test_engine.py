@@ -12,7 +12,8 @@ import torch
 
 from modelzoos.data import load_image_tensors
 from modelzoos.spec import load_spec
-from modelzoos.training import train_alone, train_zoo
+from modelzoos.training import evaluate, train_alone, train_zoo
+from modelzoos.training.engine import initial_model
 from modelzoos.zoo_dir import ZooDir
 
 from conftest import write_spec
@@ -55,18 +56,24 @@ def test_a_model_in_a_group_equals_the_model_trained_alone(tmp_path, digits, gri
     spec = load_spec(write_spec(tmp_path / "s.yaml", training={"epochs": 2}, grid={"seed": [1, 2], **grid}))
     assert len(spec.models()) >= 8
     zoo = train_zoo(spec, tmp_path / "zoo", progress=False)
-    for entry in spec.models()[::3]:
+    for entry in spec.models():
         alone = train_alone(spec, entry, digits)
         assert all(torch.equal(alone[0][n], t) for n, t in _weights(zoo, entry.model_id, 0).items())
         for epoch in (1, 2):
             assert_same_model(_weights(zoo, entry.model_id, epoch), alone[epoch], f"{entry.factors} epoch {epoch}")
+            row = zoo.read_metrics(entry.model_id)[epoch]
+            model = initial_model(spec, entry.factors)
+            model.load_state_dict(alone[epoch])
+            loss, acc = evaluate(model, digits.test_x, digits.test_y)
+            assert abs(row["test_acc"] - acc) <= 2 / len(digits.test_y) and row["test_loss"] == pytest.approx(loss, rel=1e-3)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
 def test_onecycle_schedule_per_model_equals_torch(tmp_path, digits, optimizer):
     """OneCycleLR with each model's lr as its max_lr, momentum (beta1 for Adam) cycled, against
     torch's scheduler on the lone model; the schedule spans both epochs, so also across a resume."""
-    grid = {"seed": [1, 2], "optimizer": optimizer, "lr": [0.05, 0.01] if optimizer == "sgd" else [3e-3, 1e-3]}
+    lrs = {"sgd": [0.05, 0.01], "adam": [3e-3, 1e-3], "adamw": [3e-3, 1e-3], "rmsprop": [3e-4, 1e-4]}[optimizer]
+    grid = {"seed": [1, 2], "optimizer": optimizer, "lr": lrs}
     spec = load_spec(write_spec(tmp_path / "c.yaml", training={"epochs": 2, "scheduler": "onecycle"}, grid=grid))
     zoo = train_zoo(spec, tmp_path / "zoo", progress=False)
     for entry in spec.models():
@@ -79,15 +86,17 @@ def test_onecycle_values_match_torch():
     from modelzoos.training.optim import onecycle
 
     p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=37)
+    sgd, adam = torch.optim.SGD([p], lr=0.1, momentum=0.9), torch.optim.Adam([p], lr=0.1)
+    schedules = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=37) for o in (sgd, adam)]
     for step in range(37):
         lr, momentum = onecycle(step, 37, torch.tensor([0.1, 0.2]))
-        assert lr[0].item() == pytest.approx(opt.param_groups[0]["lr"], rel=1e-6)
-        assert lr[1].item() == pytest.approx(2 * opt.param_groups[0]["lr"], rel=1e-6)
-        assert momentum == pytest.approx(opt.param_groups[0]["momentum"], rel=1e-9)
-        opt.step()
-        sched.step()
+        assert lr[0].item() == pytest.approx(sgd.param_groups[0]["lr"], rel=1e-6)
+        assert lr[1].item() == pytest.approx(2 * sgd.param_groups[0]["lr"], rel=1e-6)
+        assert momentum == pytest.approx(sgd.param_groups[0]["momentum"], rel=1e-9)
+        assert momentum == pytest.approx(adam.param_groups[0]["betas"][0], rel=1e-9)
+        for o, sched in zip((sgd, adam), schedules):
+            o.step()
+            sched.step()
 
 
 def test_dropout_masks_come_from_the_seed(tmp_path, digits):
@@ -140,11 +149,15 @@ def test_sigkill_in_the_middle_of_an_epoch_then_resume_gives_the_same_bytes(tmp_
     while len(killed.read_metrics(first)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
     time.sleep(0.2)  # now inside epoch 2
+    assert proc.poll() is None, "the run ended before it could be killed; make the epochs longer"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = [len(killed.read_metrics(e.model_id)) for e in spec.models()]
-    assert max(done) < 4, "the run finished before it could be killed; make the epochs longer"
+    assert min(done) >= 2 and max(done) < 4, done
+    kept = {e.model_id: killed.checkpoint(e.model_id, 1).stat().st_mtime_ns for e in spec.models()}
     subprocess.run(command(killed.root), env=env, check=True, capture_output=True, timeout=600)
+    # it resumed: epoch 1 was not trained (or written) again
+    assert kept == {e.model_id: killed.checkpoint(e.model_id, 1).stat().st_mtime_ns for e in spec.models()}
     whole = ZooDir(tmp_path / "whole")
     for e in spec.models():
         for epoch in range(4):
@@ -168,12 +181,27 @@ def test_stacked_optimizer_matches_torch_optim_step_by_step(tmp_path, grid):
     opt = StackedOptimizer(stacked, factors)
     singles = [torch.nn.Parameter(start[k].clone()) for k in range(K)]
     torch_opts = [make_optimizer([p], f) for p, f in zip(singles, factors)]
-    active = torch.ones(K, dtype=torch.bool)
-    for _ in range(10):
+    # the last model sits out every other step (a frozen model's weights and state stay put)
+    for i in range(10):
+        active = torch.ones(K, dtype=torch.bool)
+        active[-1] = i % 2 == 0
         grad = torch.randn(K, 7, 5, generator=g)
-        opt.step({"w": grad}, active)
+        assert opt.step({"w": grad}, active).all()
         for k, (p, o) in enumerate(zip(singles, torch_opts)):
-            p.grad = grad[k].clone()
-            o.step()
+            if active[k]:
+                p.grad = grad[k].clone()
+                o.step()
     for k in range(K):
         torch.testing.assert_close(stacked["w"][k], singles[k].detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_an_update_that_would_overflow_is_not_applied():
+    from modelzoos.spec import Factors
+    from modelzoos.training.optim import StackedOptimizer
+
+    params = {"w": torch.ones(2, 3)}
+    opt = StackedOptimizer(params, [Factors(seed=1, optimizer="sgd", lr=1e30).resolved()] * 2)
+    finite = opt.step({"w": torch.tensor([[1e-3] * 3, [1e30] * 3])}, torch.ones(2, dtype=torch.bool))
+    assert finite.tolist() == [True, False]
+    assert torch.equal(params["w"][1], torch.ones(3)) and torch.isfinite(params["w"]).all()
+    assert opt.steps.tolist() == [1.0, 0.0]

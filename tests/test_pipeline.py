@@ -144,7 +144,7 @@ def test_rerun_skips_finished_models_and_resumes(tiny_zoo, tmp_path):
     with pytest.raises(ModelzoosError, match="not fully trained"):
         build_hub(zoo.root)
     assert not zoo.hub_dir.exists()
-    train_zoo(small, zoo.root, progress=False)  # no state.pt: the model starts afresh
+    train_zoo(small, zoo.root, progress=False)  # its state.pt was deleted at the end: it starts afresh
     assert zoo.checkpoint(entry.model_id, 2).read_bytes() == final
     assert zoo.read_metrics(entry.model_id) == full
 
@@ -196,8 +196,10 @@ def test_run_killed_while_writing_an_epoch_resumes_to_the_same_bytes(tiny_zoo, t
     monkeypatch.setattr(Zd, "write_metrics", original)
     zoo = ZooDir(tmp_path / "z")
     assert sorted(len(zoo.read_metrics(m.model_id)) for m in spec.models()) == [1, 1, 2]
+    kept = {m.model_id: zoo.checkpoint(m.model_id, 0).stat().st_mtime_ns for m in spec.models()}
     train_zoo(spec, zoo.root, progress=False)
     assert _tree_digest(zoo.models_dir) == _tree_digest(root / "models")
+    assert kept == {m.model_id: zoo.checkpoint(m.model_id, 0).stat().st_mtime_ns for m in spec.models()}
 
 
 def test_model_ids_and_splits_are_pinned():

@@ -9,7 +9,8 @@ see benchmarks/RESULTS.md).
 A model's seed alone fixes its initial weights, its data order and its dropout masks, each from
 `derived_seed(seed, purpose, epoch)`, so a model trains the same in any group, any process and
 after any resume, which needs only the optimizer state of its last finished epoch. A model whose
-loss turns NaN or inf is marked diverged and frozen at its last finite weights; the rest go on.
+loss or update turns NaN or inf is marked diverged and frozen at its last finite weights; the
+rest of its group go on.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from ..spec import Factors, ModelEntry, ZooSpec
 from ..zoo_dir import ZooDir, atomic_write
 from .optim import StackedOptimizer, onecycle
 
-EVAL_ELEMENTS = 2**22  # activations of one evaluation chunk, in floats (16 MiB: cache-sized, measured fastest)
+# Activations of one evaluation chunk, in floats: cache-sized on a CPU (measured fastest there,
+# see benchmarks/RESULTS.md); on a GPU large, so 1,000 models still see ~200 images per call.
+EVAL_ELEMENTS = {"cpu": 2**22, "cuda": 2**30}
 
 
 def derived_seed(seed: int, purpose: str, epoch: int = 0) -> int:
@@ -176,7 +179,7 @@ class GroupTrainer:
             pop.ok &= torch.isfinite(losses)
             # Models are independent, so the gradient of the sum is each model's own gradient.
             grads = torch.autograd.grad(torch.where(pop.ok, losses, 0.0).sum(), params)
-            pop.optimizer.step(dict(zip(pop.params, grads)), pop.ok)
+            pop.ok &= pop.optimizer.step(dict(zip(pop.params, grads)), pop.ok)
 
     @torch.no_grad()
     def evaluate(self, pop: Population, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -184,7 +187,7 @@ class GroupTrainer:
         K = len(pop)
         if len(y) == 0:
             return torch.full((K,), math.nan), torch.full((K,), math.nan)
-        chunk = max(1, EVAL_ELEMENTS // (K * x[0].numel() * 8))
+        chunk = max(1, EVAL_ELEMENTS.get(self.device.type, 2**22) // (K * x[0].numel() * 8))
         loss = torch.zeros(K, dtype=torch.float64, device=self.device)
         correct = torch.zeros(K, dtype=torch.int64, device=self.device)
         for i in range(0, len(y), chunk):

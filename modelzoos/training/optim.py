@@ -95,39 +95,48 @@ class StackedOptimizer:
     # --- the update ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def step(self, grads: dict[str, Tensor], active: Tensor) -> None:
-        """One update of every active model (bool K-vector); the others keep weights and state."""
-        self.steps += active.float()
+    def step(self, grads: dict[str, Tensor], active: Tensor) -> Tensor:
+        """One update of every active model (bool K-vector); the others keep weights and state.
+
+        An update that would make any weight of a model non-finite is not applied to that model:
+        it keeps its last finite weights. Returns the models whose update stayed finite.
+        """
+        steps = self.steps + active.float()
+        proposed: dict[str, tuple[Tensor, dict[str, Tensor]]] = {}
+        finite = torch.ones_like(active)
         for name, p in self.params.items():
-            g = grads[name]
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            lr, wd, mom = (v.view(shape) for v in (self.lr, self.weight_decay, self.momentum))
-            on = active.view(shape)
-            s = self.state[name]
-            if self.kind == "adamw":
-                p_decayed = p * (1 - lr * wd)
-            else:
-                p_decayed = p
-                g = g + wd * p
-            if self.kind == "sgd":
-                buf = torch.where(on, mom * s["momentum_buffer"] + g, s["momentum_buffer"])
-                s["momentum_buffer"] = buf
-                direction = torch.where(self.nesterov.view(shape), g + mom * buf, buf)
-                new = p - lr * direction
-            elif self.kind in ("adam", "adamw"):
-                b1, b2 = self.beta1, self.beta2
-                m = torch.where(on, s["exp_avg"].lerp(g, 1 - b1), s["exp_avg"])
-                v = torch.where(on, s["exp_avg_sq"] * b2 + (1 - b2) * g * g, s["exp_avg_sq"])
-                s["exp_avg"], s["exp_avg_sq"] = m, v
-                t = self.steps.clamp(min=1).view(shape)
-                step_size = lr / (1 - b1**t)
-                denom = v.sqrt() / (1 - b2**t).sqrt() + EPS_ADAM
-                new = p_decayed - step_size * m / denom
-            else:  # rmsprop
-                sq = torch.where(on, s["square_avg"] * ALPHA_RMSPROP + (1 - ALPHA_RMSPROP) * g * g, s["square_avg"])
-                s["square_avg"] = sq
-                avg = sq.sqrt() + EPS_RMSPROP
-                buf = torch.where(on, mom * s["momentum_buffer"] + g / avg, s["momentum_buffer"])
-                s["momentum_buffer"] = buf
-                new = p - lr * buf
+            new, state = self._update(p, grads[name], self.state[name], steps)
+            finite &= torch.isfinite(new).flatten(1).all(1)
+            proposed[name] = new, state
+        apply = active & finite
+        self.steps = torch.where(apply, steps, self.steps)
+        for name, p in self.params.items():
+            new, state = proposed[name]
+            on = apply.view((-1,) + (1,) * (p.dim() - 1))
             p.copy_(torch.where(on, new, p))
+            self.state[name] = {b: torch.where(on, t, self.state[name][b]) for b, t in state.items()}
+        return finite
+
+    def _update(self, p: Tensor, g: Tensor, s: dict[str, Tensor], steps: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The proposed new weights and optimizer state of every model, as torch.optim computes them."""
+        shape = (-1,) + (1,) * (p.dim() - 1)
+        lr, wd, mom = (v.view(shape) for v in (self.lr, self.weight_decay, self.momentum))
+        if self.kind == "adamw":
+            p_decayed = p * (1 - lr * wd)
+        else:
+            p_decayed = p
+            g = g + wd * p
+        if self.kind == "sgd":
+            buf = mom * s["momentum_buffer"] + g
+            direction = torch.where(self.nesterov.view(shape), g + mom * buf, buf)
+            return p - lr * direction, {"momentum_buffer": buf}
+        if self.kind in ("adam", "adamw"):
+            b1, b2 = self.beta1, self.beta2
+            m = s["exp_avg"].lerp(g, 1 - b1)
+            v = s["exp_avg_sq"] * b2 + (1 - b2) * g * g
+            t = steps.clamp(min=1).view(shape)
+            denom = v.sqrt() / (1 - b2**t).sqrt() + EPS_ADAM
+            return p_decayed - lr / (1 - b1**t) * m / denom, {"exp_avg": m, "exp_avg_sq": v}
+        sq = s["square_avg"] * ALPHA_RMSPROP + (1 - ALPHA_RMSPROP) * g * g  # rmsprop
+        buf = mom * s["momentum_buffer"] + g / (sq.sqrt() + EPS_RMSPROP)
+        return p - lr * buf, {"square_avg": sq, "momentum_buffer": buf}

@@ -111,6 +111,9 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
     data = load_image_tensors(spec.image_data).to(state.device)
     trainer = GroupTrainer(spec, zoo, data, state.device)
     _check_one_step(trainer, spec)
+    if state.device.type == "cuda":  # the same bytes from the same command, on GPUs too
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    state.wait_for_everyone()  # every process has checked before process 0 writes anything
     if state.is_main_process and not zoo.spec_path.is_file():
         atomic_write(zoo.spec_path, spec.to_yaml())
     state.wait_for_everyone()
@@ -121,11 +124,18 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
     groups = group_models(mine, group_size or default_group_size(state.device, data, spec))
     todo = []
     for group in groups:
+        for e in group:  # half-written files of a killed run
+            for tmp in zoo.model_dir(e.model_id).glob(".*.tmp"):
+                tmp.unlink()
         if all(is_finished(zoo, e, epochs) for e in group):
             for e in group:  # left behind by a run killed while cleaning up
                 zoo.state_path(e.model_id).unlink(missing_ok=True)
-        else:
-            todo.append(trainer.resume_group(group))
+            continue
+        # A finished model keeps its state.pt until its whole group has finished, so the same
+        # command resumes the same group. A model without one is done for good (a run with
+        # other groups finished it) and is not trained again.
+        unfinished = [e for e in group if not is_finished(zoo, e, epochs) or zoo.state_path(e.model_id).is_file()]
+        todo.append(trainer.resume_group(unfinished))
     if state.num_processes > 1:
         print(
             f"process {state.process_index} of {state.num_processes}: {len(mine)} models, "

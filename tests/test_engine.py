@@ -109,7 +109,7 @@ def test_dropout_masks_come_from_the_seed(tmp_path, digits):
         alone = train_alone(spec, entry, digits)
         # Dropout makes training more sensitive still; other masks would be off by ~1e-1.
         assert_same_model(_weights(grouped, entry.model_id, 1), alone[1], f"{entry.factors} vs alone", tol=2e-3)
-        assert_same_model(_weights(grouped, entry.model_id, 1), _weights(single, entry.model_id, 1), f"vs K=1", tol=2e-3)
+        assert_same_model(_weights(grouped, entry.model_id, 1), _weights(single, entry.model_id, 1), "vs K=1", tol=2e-3)
     a, b = (e for e in spec.models() if e.factors.dropout == 0.5 and e.factors.seed in (1, 2))
     assert not torch.equal(_weights(grouped, a.model_id, 1)["fc1.weight"], _weights(grouped, b.model_id, 1)["fc1.weight"])
 

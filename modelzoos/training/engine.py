@@ -116,10 +116,6 @@ class GroupTrainer:
     def __init__(self, spec: ZooSpec, zoo: ZooDir, data: ImageTensors, device: torch.device) -> None:
         self.spec, self.zoo, self.data, self.device = spec, zoo, data, device
 
-    def new_member(self, entry: ModelEntry) -> nn.Module:
-        """The per-model module at epoch 0, on the device (for checks and references)."""
-        return initial_model(self.spec, entry.factors).to(self.device)
-
     def resume_group(self, entries: list[ModelEntry]) -> list[Member]:
         """The group's members at the last epoch all of them can restart from.
 

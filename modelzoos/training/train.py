@@ -23,7 +23,7 @@ from ..data import ImageTensors, load_image_tensors
 from ..errors import ModelzoosError
 from ..spec import ModelEntry, ZooSpec
 from ..zoo_dir import ZooDir, atomic_write
-from .engine import GroupTrainer, structure_key
+from .engine import GroupTrainer, initial_model, structure_key
 
 
 def check_zoo_dir(zoo: ZooDir, spec: ZooSpec) -> None:
@@ -162,7 +162,7 @@ def _check_one_step(trainer: GroupTrainer, spec: ZooSpec) -> None:
     its image data fails here, with the spec named, instead of deep in training."""
     entry = spec.models()[0]
     try:
-        model = trainer.new_member(entry)
+        model = initial_model(spec, entry.factors).to(trainer.device)
         x, y = trainer.data.train_x[:2], trainer.data.train_y[:2]
         torch.nn.functional.cross_entropy(model(x), y).backward()
     except Exception as e:  # noqa: BLE001 (any failure here is the spec's)

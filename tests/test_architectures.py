@@ -42,3 +42,45 @@ def test_unknown_architecture():
     with pytest.raises(KeyError, match="cnn-s"):
         create_model("cnn-xxl")
     assert "cnn-s" in list_models()
+
+
+@pytest.mark.parametrize("in_channels, expected", [(3, 10_853), (1, 10_565)])
+def test_cnn_l_parameter_count(in_channels, expected):
+    model = create_model("cnn-l", in_channels=in_channels)
+    counts = [p.numel() for p in model.parameters()]
+    assert sum(counts) == expected
+    if in_channels == 3:
+        assert [w + b for w, b in zip(counts[::2], counts[1::2])] == [448, 4640, 4335, 1220, 210]
+    assert model(torch.zeros(2, in_channels, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name, channels, size", [("cnn-s", 1, 28), ("cnn-s", 3, 28), ("cnn-l", 3, 32)])
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_population_forward_equals_each_module(name, channels, size, activation):
+    """K stacked models at once give each model's own logits, with its own batch or a shared one,
+    and with keyed dropout the very masks the per-model module draws."""
+    from modelzoos.architectures.dropout import SeededDropout, keyed_dropout, step_keys
+
+    K, B = 3, 4
+    models = [create_model(name, in_channels=channels, activation=activation, dropout=0.3) for _ in range(K)]
+    for k, m in enumerate(models):
+        init_weights(m, "kaiming_uniform", torch.Generator().manual_seed(k))
+    stacked = {n: torch.stack([dict(m.named_parameters())[n] for m in models]).detach() for n, _ in models[0].named_parameters()}
+    forward = type(models[0]).population_forward
+    x = torch.randn(K, B, channels, size, size)
+    with torch.no_grad():
+        for m in models:
+            m.eval()
+        own = torch.stack([m(x[k]) for k, m in enumerate(models)])
+        torch.testing.assert_close(forward(stacked, x, activation), own, rtol=1e-4, atol=1e-5)
+        shared = torch.stack([m(x[0]) for m in models])
+        torch.testing.assert_close(forward(stacked, x[0], activation), shared, rtol=1e-4, atol=1e-5)
+        base, p = torch.tensor([11, 22, 33]), torch.full((K,), 0.3)
+        for k, m in enumerate(models):
+            m.train()
+            for layer, d in enumerate(mod for mod in m.modules() if isinstance(mod, SeededDropout)):
+                d.key = step_keys(base[k : k + 1], 5, layer)
+        dropped = torch.stack([m(x[k]) for k, m in enumerate(models)])
+        keyed = forward(stacked, x, activation, lambda h, layer: keyed_dropout(h, p, step_keys(base, 5, layer)))
+        torch.testing.assert_close(keyed, dropped, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(dropped, own)  # dropout did drop something

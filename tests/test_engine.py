@@ -205,3 +205,19 @@ def test_an_update_that_would_overflow_is_not_applied():
     assert finite.tolist() == [True, False]
     assert torch.equal(params["w"][1], torch.ones(3)) and torch.isfinite(params["w"]).all()
     assert opt.steps.tolist() == [1.0, 0.0]
+
+
+def test_cnn_l_population_trains_like_the_lone_model(tmp_path):
+    spec = load_spec(write_spec(
+        tmp_path / "l.yaml",
+        architecture={"name": "cnn-l"},
+        image_data={"image_size": 32, "resize": 32},
+        training={"epochs": 1},
+        grid={"seed": [1, 2], "dropout": [0.0, 0.5], "activation": "gelu", "lr": 1e-3},
+    ))
+    zoo = train_zoo(spec, tmp_path / "zoo", progress=False)
+    data = load_image_tensors(spec.image_data)
+    for entry in spec.models():
+        alone = train_alone(spec, entry, data)
+        assert sum(t.numel() for t in alone[0].values()) == 10_565
+        assert_same_model(_weights(zoo, entry.model_id, 1), alone[1], str(entry.factors), tol=2e-3)

@@ -14,7 +14,10 @@ from .spec import ZooSpec, load_spec, registered_zoos
 
 
 def _spec_from_args(args: argparse.Namespace) -> ZooSpec:
-    spec = load_spec(args.zoo).replace(max_models=args.max_models, epochs=args.epochs)
+    spec = load_spec(args.zoo)
+    if args.smoke:
+        spec = spec.smoke()
+    spec = spec.replace(max_models=args.max_models, epochs=args.epochs)
     if args.image_dataset:
         spec = dataclasses.replace(spec, image_data=dataclasses.replace(spec.image_data, source=args.image_dataset))
     return spec
@@ -86,6 +89,10 @@ def _add_zoo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="train for E epochs instead of the spec's")
     p.add_argument("--group-size", type=int, help="models trained together in one group")
     p.add_argument("--image-dataset", help="Hub id or local path of the image data, instead of the spec's")
+    p.add_argument(
+        "--smoke", action="store_true",
+        help="smoke scale: 2 models, 1 epoch, 256 synthetic images of the zoo's shape (offline, seconds)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:

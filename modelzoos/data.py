@@ -53,8 +53,12 @@ def resolve_source(source: str) -> str:
 
 def load_image_tensors(spec: ImageData) -> ImageTensors:
     """Load, decode and preprocess the train and test splits; carve validation from train."""
-    train_x, train_y = _load_split(spec, spec.train_split)
-    test_x, test_y = _load_split(spec, spec.test_split)
+    if spec.source.startswith("synthetic:"):
+        n = _synthetic_count(spec.source)
+        (train_x, train_y), (test_x, test_y) = _synthetic(spec, n, seed=0), _synthetic(spec, max(1, n // 4), seed=1)
+    else:
+        train_x, train_y = _load_split(spec, spec.train_split)
+        test_x, test_y = _load_split(spec, spec.test_split)
     n_val = spec.validation.size
     if n_val >= len(train_y):
         raise ImageDataError(
@@ -66,6 +70,20 @@ def load_image_tensors(spec: ImageData) -> ImageTensors:
     return ImageTensors(
         train_x[train_idx], train_y[train_idx], train_x[val_idx], train_y[val_idx], test_x, test_y
     )
+
+
+def _synthetic_count(source: str) -> int:
+    count = source.removeprefix("synthetic:")
+    if not count.isdigit() or int(count) < 2:
+        raise ImageDataError(f"image data '{source}': write synthetic:N with N >= 2 images")
+    return int(count)
+
+
+def _synthetic(spec: ImageData, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images already at the zoo's preprocessed shape, and random labels (smoke runs)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, spec.channels, spec.image_size, spec.image_size, generator=g)
+    return x, torch.randint(0, spec.num_classes, (n,), generator=g)
 
 
 def _load_split(spec: ImageData, split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -169,6 +169,17 @@ class ZooSpec:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
 
+    def smoke(self, images: int = 256) -> ZooSpec:
+        """The zoo at smoke scale: 2 models, 1 epoch, `images` synthetic images of the zoo's image
+        shape and class count (and a quarter as many test images). Runs anywhere, offline."""
+        data = dataclasses.replace(
+            self.image_data,
+            source=f"synthetic:{images}",
+            config=None,
+            validation=dataclasses.replace(self.image_data.validation, size=min(self.image_data.validation.size, images // 8)),
+        )
+        return dataclasses.replace(self, image_data=data).replace(max_models=2, epochs=1)
+
     def replace(self, *, max_models: int | None = None, epochs: int | None = None) -> ZooSpec:
         """A smaller version of this zoo: the first `max_models` models, `epochs` epochs."""
         spec = self

@@ -273,3 +273,16 @@ def test_hub_folder_is_not_a_training_target(tiny_zoo):
     with pytest.raises(ModelzoosError, match="is a hub folder"):
         build_hub(root / "hub")
     assert _tree_digest(root / "hub") == before
+
+
+def test_two_zoos_hub_folders_load_their_own_tables(tiny_zoo, tmp_path):
+    """`datasets` caches local folders by name and card: every hub folder is named "hub"."""
+    spec, root = tiny_zoo
+    other = spec.replace(max_models=1, epochs=1)
+    train_zoo(other, tmp_path / "other", progress=False)
+    build_hub(tmp_path / "other")
+    for _ in range(2):
+        for hub, rows in ((root / "hub", 9), (tmp_path / "other" / "hub", 2)):
+            for config in ("metadata", "weights"):
+                ds = datasets.load_dataset(str(hub), config)
+                assert sum(len(s) for s in ds.values()) == rows

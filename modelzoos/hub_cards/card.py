@@ -7,6 +7,7 @@ spec, layout.json and the built tables.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
@@ -29,15 +30,28 @@ def _size_category(rows: int) -> str:
     return "1M<n<10M"
 
 
+def content_digest(folder: Path) -> str:
+    """sha256 over a config's Parquet shards."""
+    digest = hashlib.sha256()
+    for f in sorted(folder.glob("*.parquet")):
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def render_card(spec: ZooSpec, layout: Layout, summary: ZooSummary, hub_dir: Path) -> DatasetCard:
     splits = sorted(summary.models_per_split, key=["train", "validation", "test"].index)
+    # `datasets` caches a local folder under its name ("hub") and a hash of its card's configs,
+    # not of its files: without the content digest in the config, loading a second zoo's hub
+    # folder returns the first one's cached tables.
     configs = [
         {
             "config_name": name,
+            "description": f"{what} (content sha256 {content_digest(hub_dir / name)})",
             "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"} for s in splits],
             **({"default": True} if name == "metadata" else {}),
         }
-        for name in CONFIGS
+        for name, what in CONFIGS.items()
     ]
     card_data = DatasetCardData(
         license=spec.license,

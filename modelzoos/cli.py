@@ -40,7 +40,10 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_show(args: argparse.Namespace) -> None:
     spec = load_spec(args.zoo)
     print(spec.to_yaml(), end="")
-    print(f"# grid: {' x '.join(str(len(v)) for v in spec.grid.values())} = {spec.grid_size} models", end="")
+    axes = [str(len(v)) for v in spec.grid.values()]
+    if spec.random_seeds:
+        axes.append(f"{spec.random_seeds.count} random seeds")
+    print(f"# grid: {' x '.join(axes)} = {spec.grid_size} models", end="")
     if spec.max_models is not None and spec.max_models < spec.grid_size:
         print(f", of which the first {spec.max_models} are trained", end="")
     print(f"; varying factors: {', '.join(spec.varying_factors) or 'none'}")

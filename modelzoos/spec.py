@@ -117,6 +117,19 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class RandomSeeds:
+    """`count` seeds per configuration, drawn from the configuration's factors and `base`."""
+
+    count: int
+    base: int = 0
+
+    def seeds(self, configuration: dict[str, Any]) -> list[int]:
+        canonical = json.dumps(configuration, sort_keys=True)
+        digests = (hashlib.sha256(f"{self.base}/{i}/{canonical}".encode()).digest() for i in range(self.count))
+        return [int.from_bytes(d[:4], "big") % (2**31 - 1) + 1 for d in digests]
+
+
+@dataclass(frozen=True)
 class ZooSpec:
     name: str
     pretty_name: str
@@ -128,18 +141,22 @@ class ZooSpec:
     license: str = "cc-by-4.0"
     max_models: int | None = None
     notes: list[str] = field(default_factory=list)
+    # set by `grid: {seed: {random: N, base: B}}`: N seeds per configuration instead of a seed axis
+    random_seeds: RandomSeeds | None = None
 
     def models(self) -> list[ModelEntry]:
         """The ordered models of the grid (the first `max_models` of them if that is set)."""
         # Seeds vary fastest, so the models of one configuration are neighbours (and share a group).
-        keys = [f.name for f in dataclasses.fields(Factors) if f.name in self.grid and f.name != "seed"] + ["seed"]
-        axes = [self.grid[k] for k in keys]
-        entries = []
-        for index, values in enumerate(itertools.product(*axes)):
-            if self.max_models is not None and index >= self.max_models:
-                break
-            factors = Factors(**dict(zip(keys, values))).resolved()
-            entries.append(ModelEntry(index, model_id_of(factors), factors))
+        keys = [f.name for f in dataclasses.fields(Factors) if f.name in self.grid and f.name != "seed"]
+        entries: list[ModelEntry] = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            configuration = dict(zip(keys, values))
+            seeds = self.random_seeds.seeds(configuration) if self.random_seeds else self.grid["seed"]
+            for seed in seeds:
+                if self.max_models is not None and len(entries) >= self.max_models:
+                    return entries
+                factors = Factors(seed=seed, **configuration).resolved()
+                entries.append(ModelEntry(len(entries), model_id_of(factors), factors))
         return entries
 
     def architecture_args(self, factors: Factors) -> dict[str, Any]:
@@ -154,14 +171,15 @@ class ZooSpec:
 
     @property
     def grid_size(self) -> int:
-        n = 1
+        n = self.random_seeds.count if self.random_seeds else 1
         for values in self.grid.values():
             n *= len(values)
         return n
 
     @property
     def varying_factors(self) -> list[str]:
-        return [k for k, v in self.grid.items() if len(v) > 1]
+        seeds = ["seed"] if self.random_seeds and self.random_seeds.count > 1 else []
+        return seeds + [k for k, v in self.grid.items() if len(v) > 1]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -229,9 +247,17 @@ def load_spec(name_or_path: str | Path) -> ZooSpec:
 
 def spec_from_dict(data: Any, where: str = "<spec>") -> ZooSpec:
     data = dict(_expect_mapping(data, where, ""))
-    grid = data.pop("grid", None)
+    grid = dict(_expect_mapping(data.pop("grid", None), where, "grid"))
+    seed = grid.get("seed")
+    if isinstance(seed, dict) and "random" in seed:
+        if set(seed) - {"random", "base"}:
+            raise SpecError(f"{where}: 'grid.seed' as random seeds takes the keys 'random' (seeds per configuration) and 'base'")
+        data["random_seeds"] = {"count": seed["random"], **({"base": seed["base"]} if "base" in seed else {})}
+        del grid["seed"]
     spec = _build(ZooSpec, {**data, "grid": {}}, where, "")
-    spec = dataclasses.replace(spec, grid=_build_grid(grid, where))
+    if spec.random_seeds is not None and spec.random_seeds.count < 1:
+        raise SpecError(f"{where}: 'grid.seed.random' must be at least 1")
+    spec = dataclasses.replace(spec, grid=_build_grid(grid, where, need_seed=spec.random_seeds is None))
     _check(spec, where)
     return spec
 
@@ -303,7 +329,7 @@ def _coerce(value: Any, hint: Any, where: str, key: str) -> Any:
     raise TypeError(f"no coercion for {hint}")  # a bug in this module, not in the spec
 
 
-def _build_grid(grid: Any, where: str) -> dict[str, list[Any]]:
+def _build_grid(grid: Any, where: str, need_seed: bool = True) -> dict[str, list[Any]]:
     """Each factor is one value or a list of values; `seed` may also be {from: A, to: B}."""
     grid = _expect_mapping(grid, where, "grid")
     hints = typing.get_type_hints(Factors)
@@ -326,8 +352,10 @@ def _build_grid(grid: Any, where: str) -> dict[str, list[Any]]:
         if len(set(values)) != len(values):
             raise SpecError(f"{where}: 'grid.{key}' lists a value twice: {values}")
         out[key] = values
-    if "seed" not in out:
-        raise SpecError(f"{where}: missing required key 'grid.seed' (a list, or {{from: 1, to: N}})")
+    if need_seed and "seed" not in out:
+        raise SpecError(
+            f"{where}: missing required key 'grid.seed' (a list, {{from: 1, to: N}} or {{random: N, base: 0}})"
+        )
     # Canonical order, so the YAML's key order does not change the model order.
     return {n: out[n] for n in names if n in out}
 

@@ -153,4 +153,7 @@ def preprocess(x: torch.Tensor, spec: ImageData) -> torch.Tensor:
         mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
         std = torch.tensor(spec.std).view(1, -1, 1, 1)
         x = (x - mean) / std
-    return x.contiguous()
+    # Standard strides, whatever the steps above left (a 1-channel tensor can be "contiguous" with
+    # channel stride 1): oneDNN picks its kernels, and so its rounding, from the strides, and the
+    # tensors read back from the zoo's cache have standard ones.
+    return x.clone(memory_format=torch.contiguous_format)

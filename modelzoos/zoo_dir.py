@@ -5,6 +5,7 @@
     DIR/models/<model_id>/epoch_000.safetensors   initial weights; one file per epoch after
     DIR/models/<model_id>/metrics.jsonl           one line per finished epoch
     DIR/models/<model_id>/state.pt                optimizer state for resume; never published
+    DIR/cache/images-<key>.safetensors            the preprocessed image tensors; never published
     DIR/hub/                                      what `build` writes
 
 Both sides use these paths and readers, so the layout is written down once.
@@ -64,6 +65,10 @@ class ZooDir:
     @property
     def hub_dir(self) -> Path:
         return self.root / "hub"
+
+    def image_cache(self, key: str) -> Path:
+        """Preprocessed image tensors, so a resume (and every process) skips decoding."""
+        return self.root / "cache" / f"images-{key}.safetensors"
 
     def model_dir(self, model_id: str) -> Path:
         return self.models_dir / model_id

@@ -286,3 +286,14 @@ def test_two_zoos_hub_folders_load_their_own_tables(tiny_zoo, tmp_path):
             for config in ("metadata", "weights"):
                 ds = datasets.load_dataset(str(hub), config)
                 assert sum(len(s) for s in ds.values()) == rows
+
+
+def test_a_resume_reads_the_image_tensors_from_the_zoo_cache(tiny_zoo, tmp_path, monkeypatch):
+    import modelzoos.training.train as train_module
+
+    spec, root = tiny_zoo
+    small = spec.replace(max_models=1, epochs=1)
+    train_zoo(small, tmp_path / "z", progress=False)
+    assert len(list((tmp_path / "z" / "cache").glob("images-*.safetensors"))) == 1
+    monkeypatch.setattr(train_module, "load_image_tensors", lambda *a: pytest.fail("decoded the images again"))
+    train_zoo(small.replace(max_models=1), tmp_path / "z", progress=False)

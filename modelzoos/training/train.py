@@ -9,11 +9,13 @@ last saved epoch.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
+import safetensors.torch
 import torch
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
@@ -108,7 +110,13 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
     # process alike and leaves the directory as it was. (`datasets` locks its cache, so the
     # processes may load the image data at the same time.)
     check_zoo_dir(zoo, spec)
-    data = load_image_tensors(spec.image_data).to(state.device)
+    cache = zoo.image_cache(_image_key(spec))
+    cached = cache.is_file()
+    if cached:
+        data = ImageTensors(**safetensors.torch.load_file(cache))
+    else:
+        data = load_image_tensors(spec.image_data)
+    data = data.to(state.device)
     trainer = GroupTrainer(spec, zoo, data, state.device)
     _check_one_step(trainer, spec)
     if state.device.type == "cuda":  # the same bytes from the same command, on GPUs too
@@ -116,6 +124,8 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
     state.wait_for_everyone()  # every process has checked before process 0 writes anything
     if state.is_main_process and not zoo.spec_path.is_file():
         atomic_write(zoo.spec_path, spec.to_yaml())
+    if state.is_main_process and not cached:
+        atomic_write(cache, safetensors.torch.save({k: v.cpu().contiguous() for k, v in vars(data).items()}))
     state.wait_for_everyone()
 
     epochs = spec.training.epochs
@@ -155,6 +165,10 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
             trainer.run(members, on_epoch=lambda: bar.update(1))
     state.wait_for_everyone()
     return zoo
+
+
+def _image_key(spec: ZooSpec) -> str:
+    return hashlib.sha256(json.dumps(dataclasses.asdict(spec.image_data), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _check_one_step(trainer: GroupTrainer, spec: ZooSpec) -> None:

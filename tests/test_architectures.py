@@ -84,3 +84,15 @@ def test_population_forward_equals_each_module(name, channels, size, activation)
         keyed = forward(stacked, x, activation, lambda h, layer: keyed_dropout(h, p, step_keys(base, 5, layer)))
         torch.testing.assert_close(keyed, dropped, rtol=1e-4, atol=1e-5)
         assert not torch.allclose(dropped, own)  # dropout did drop something
+
+
+@pytest.mark.parametrize("classes, expected", [(10, 11_173_962), (100, 11_220_132), (200, 11_271_432)])
+def test_resnet18_parameter_count_and_torchvision_names(classes, expected):
+    model = create_model("resnet18", num_classes=classes)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    keys = list(model.state_dict())
+    for name in ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+                 "layer2.0.downsample.1.num_batches_tracked", "layer4.1.bn2.bias", "fc.weight", "fc.bias"):
+        assert name in keys
+    assert keys[0] == "conv1.weight" and keys[-1] == "fc.bias"
+    assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, classes)

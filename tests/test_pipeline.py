@@ -241,6 +241,7 @@ def test_files_are_readable_by_others(tiny_zoo):
         ({"image_data": {"image_size": 32, "resize": 32}}, "cannot train on its image data"),
         ({"grid": {"seed": [1], "optimizer": "sgd", "momentum": 0.0, "nesterov": True}}, "nesterov needs a momentum"),
         ({"image_data": {"resize": 0}}, "'image_data.resize' must be at least 1"),
+        ({"architecture": {"name": "resnet18"}, "image_data": {"image_size": 32, "resize": 32}}, "no population forward yet"),
     ],
 )
 def test_specs_that_cannot_train_fail_before_writing(tmp_path, changes, message):

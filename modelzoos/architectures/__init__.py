@@ -63,4 +63,4 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
 }
 
-from . import cnn  # noqa: E402,F401  (registers the CNNs)
+from . import cnn, resnet  # noqa: E402,F401  (registers the architectures)

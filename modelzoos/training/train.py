@@ -185,6 +185,11 @@ def _check_one_step(trainer: GroupTrainer, spec: ZooSpec) -> None:
             f"image data ({tuple(trainer.data.train_x.shape[1:])}): {type(e).__name__}: {e}. "
             "Check architecture.args and image_data (channels, image_size, num_classes)."
         ) from None
+    if not hasattr(type(model), "population_forward"):
+        raise ModelzoosError(
+            f"zoo '{spec.name}': architecture '{spec.architecture.name}' has no population forward yet, so "
+            "the engine cannot train it; use cnn-s or cnn-l"
+        )
 
 
 def _write_config(zoo: ZooDir, spec: ZooSpec, entry: ModelEntry) -> None:

@@ -34,8 +34,8 @@ def build_hub(zoo_dir: str | Path) -> Path:
             builder = ModelZoo(config_name=config, data_dir=str(zoo.root), cache_dir=str(stage / ".cache"))
             prepared = stage / ".prepared" / config
             builder.download_and_prepare(output_dir=str(prepared), file_format="parquet")
+            (stage / config).mkdir()
             for f in prepared.glob("*.parquet"):
-                (stage / config).mkdir(exist_ok=True)
                 f.rename(stage / config / _shard_name(f.name, builder.dataset_name))
         shutil.rmtree(stage / ".prepared")
         shutil.rmtree(stage / ".cache")

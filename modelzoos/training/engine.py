@@ -89,6 +89,7 @@ class Population:
         names = [n for n, _ in self.template.named_parameters()]
         self.params = {n: torch.stack([s[n] for s in states]).to(device).requires_grad_() for n in names}
         self.buffers = {n: torch.stack([s[n] for s in states]).to(device) for n, _ in self.template.named_buffers()}
+        self.state_names = list(self.template.state_dict())  # the per-model module's order
         self.optimizer = StackedOptimizer(self.params, factors)
         for k, m in enumerate(members):
             if m.optimizer is not None:
@@ -109,7 +110,7 @@ class Population:
     def model_state(self, k: int) -> dict[str, Tensor]:
         """Model k's state_dict, in the per-model module's order (clones: safetensors refuses views)."""
         stacked = {**self.params, **self.buffers}
-        return {n: stacked[n][k].detach().cpu().clone() for n in self.template.state_dict()}
+        return {n: stacked[n][k].detach().cpu().clone() for n in self.state_names}
 
 
 class GroupTrainer:

@@ -137,14 +137,15 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
         for e in group:  # half-written files of a killed run
             for tmp in zoo.model_dir(e.model_id).glob(".*.tmp"):
                 tmp.unlink()
-        if all(is_finished(zoo, e, epochs) for e in group):
+        finished = [is_finished(zoo, e, epochs) for e in group]
+        if all(finished):
             for e in group:  # left behind by a run killed while cleaning up
                 zoo.state_path(e.model_id).unlink(missing_ok=True)
             continue
         # A finished model keeps its state.pt until its whole group has finished, so the same
         # command resumes the same group. A model without one is done for good (a run with
         # other groups finished it) and is not trained again.
-        unfinished = [e for e in group if not is_finished(zoo, e, epochs) or zoo.state_path(e.model_id).is_file()]
+        unfinished = [e for e, done in zip(group, finished) if not done or zoo.state_path(e.model_id).is_file()]
         todo.append(trainer.resume_group(unfinished))
     if state.num_processes > 1:
         print(

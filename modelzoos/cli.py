@@ -23,18 +23,29 @@ def _spec_from_args(args: argparse.Namespace) -> ZooSpec:
     return spec
 
 
+PUBLICATION_NAMES = {"model-zoos": '"Model Zoos" (Schürholt et al., NeurIPS 2022)', "vit-zoo": '"A Model Zoo of Vision Transformers" (Falk et al., 2025)'}
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     from .builder.rows import zoo_layout
 
     rows = [("zoo", "models", "epochs", "params", "image data")]
+    totals: dict[str | None, list[int]] = {}
     for name in registered_zoos():
         spec = load_spec(name)
-        rows.append(
-            (name, str(len(spec.models())), str(spec.training.epochs), f"{zoo_layout(spec).n_params:,}", spec.image_data.source)
-        )
+        n = len(spec.models())
+        rows.append((name, f"{n:,}", str(spec.training.epochs), f"{zoo_layout(spec).n_params:,}", spec.image_data.source))
+        zoos_models = totals.setdefault(spec.publication, [0, 0])
+        zoos_models[0] += 1
+        zoos_models[1] += n
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    print()
+    for publication, (zoos, models) in totals.items():
+        if publication is not None:
+            print(f"zoos of {PUBLICATION_NAMES[publication]}: {zoos}, {models:,} models")
+    print(f"all registered zoos: {len(rows) - 1}, {sum(m for _, m in totals.values()):,} models")
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -94,7 +105,7 @@ def _add_zoo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-dataset", help="Hub id or local path of the image data, instead of the spec's")
     p.add_argument(
         "--smoke", action="store_true",
-        help="smoke scale: 2 models, 1 epoch, 256 synthetic images of the zoo's shape (offline, seconds)",
+        help="smoke scale: 2 models, 1 epoch, 256 synthetic images of the zoo's shape (32 for ResNet-18), offline",
     )
 
 

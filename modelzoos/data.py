@@ -52,13 +52,17 @@ def resolve_source(source: str) -> str:
 
 
 def load_image_tensors(spec: ImageData) -> ImageTensors:
-    """Load, decode and preprocess the train and test splits; carve validation from train."""
+    """Load, decode and preprocess the train and test splits; carve validation from train (or
+    load the source's validation split)."""
     if spec.source.startswith("synthetic:"):
         n = _synthetic_count(spec.source)
         (train_x, train_y), (test_x, test_y) = _synthetic(spec, n, seed=0), _synthetic(spec, max(1, n // 4), seed=1)
     else:
         train_x, train_y = _load_split(spec, spec.train_split)
         test_x, test_y = _load_split(spec, spec.test_split)
+    if spec.validation.split and not spec.source.startswith("synthetic:"):
+        val_x, val_y = _load_split(spec, spec.validation.split)
+        return ImageTensors(train_x, train_y, val_x, val_y, test_x, test_y)
     n_val = spec.validation.size
     if n_val >= len(train_y):
         raise ImageDataError(
@@ -105,6 +109,10 @@ def _load_split(spec: ImageData, split: str) -> tuple[torch.Tensor, torch.Tensor
                 f"image data '{spec.source}' split '{split}' has no column '{column}' "
                 f"(columns: {', '.join(ds.column_names)}); set image_data.image_column/label_column"
             )
+    if isinstance(ds.features[spec.image_column], datasets.Image):
+        # one mode for all images, so they stack (Tiny ImageNet mixes grayscale into RGB)
+        mode = "L" if spec.channels == 1 and not spec.grayscale else "RGB"
+        ds = ds.cast_column(spec.image_column, datasets.Image(mode=mode))
     ds = ds.with_format("numpy")
     images = _to_nchw(ds[spec.image_column], spec.source)
     labels = torch.as_tensor(np.asarray(ds[spec.label_column]), dtype=torch.int64)

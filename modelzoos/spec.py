@@ -23,6 +23,7 @@ from .errors import ModelzoosError
 
 ZOOS_DIR = Path(__file__).parent / "zoos"
 
+PUBLICATIONS = ("model-zoos", "vit-zoo")  # the sources whose zoos are regenerated (hub_cards cites them)
 ACTIVATIONS = ("tanh", "relu", "leakyrelu", "sigmoid", "silu", "gelu")
 INITS = ("xavier_uniform", "xavier_normal", "uniform", "normal", "kaiming_normal", "kaiming_uniform")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -34,10 +35,12 @@ class SpecError(ModelzoosError):
 
 @dataclass(frozen=True)
 class Validation:
-    """Validation images carved from the source train split, the same ones in every run."""
+    """Validation images: `size` images carved from the source train split with `seed` (the same
+    ones in every run), or the source's own validation split named by `split`."""
 
     size: int = 0
     seed: int = 42
+    split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,30 @@ class Architecture:
 
 
 @dataclass(frozen=True)
+class Augmentation:
+    """Train-time augmentation of each image, drawn per model from its seed, done on the device.
+
+    As torchvision's RandomCrop(size, padding=crop_padding), RandomHorizontalFlip() and
+    RandomRotation(rotation) on the un-normalized image: padding and the corners a rotation
+    uncovers are black.
+    """
+
+    crop_padding: int = 0
+    hflip: bool = False
+    rotation: float = 0.0  # degrees: an angle uniform in [-rotation, rotation]
+
+    def __bool__(self) -> bool:
+        return bool(self.crop_padding or self.hflip or self.rotation)
+
+
+@dataclass(frozen=True)
 class Training:
     epochs: int
     batch_size: int
     loss: str = "cross_entropy"
     # "onecycle": torch's OneCycleLR with its defaults, max_lr = the model's lr, stepped per batch
     scheduler: str | None = None
+    augmentation: Augmentation = field(default_factory=Augmentation)
 
 
 @dataclass(frozen=True)
@@ -139,6 +160,8 @@ class ZooSpec:
     training: Training
     grid: dict[str, list[Any]]
     license: str = "cc-by-4.0"
+    # the publication whose zoo this regenerates, as in hub_cards' citations ("model-zoos", "vit-zoo")
+    publication: str | None = None
     max_models: int | None = None
     notes: list[str] = field(default_factory=list)
     # set by `grid: {seed: {random: N, base: B}}`: N seeds per configuration instead of a seed axis
@@ -187,14 +210,25 @@ class ZooSpec:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
 
-    def smoke(self, images: int = 256) -> ZooSpec:
+    def smoke(self, images: int | None = None) -> ZooSpec:
         """The zoo at smoke scale: 2 models, 1 epoch, `images` synthetic images of the zoo's image
-        shape and class count (and a quarter as many test images). Runs anywhere, offline."""
+        shape and class count (and a quarter as many test images). Runs anywhere, offline.
+
+        By default 256 images, and 32 for networks of over a million parameters (ResNet-18),
+        which take seconds per step on a CPU.
+        """
+        if images is None:
+            from .architectures import create_model  # the registry; nothing is trained here
+
+            model = create_model(self.architecture.name, **self.architecture_args(self.models()[0].factors))
+            images = 256 if sum(p.numel() for p in model.parameters()) <= 1_000_000 else 32
+        validation = self.image_data.validation
+        size = images // 8 if validation.split else min(validation.size, images // 8)
         data = dataclasses.replace(
             self.image_data,
             source=f"synthetic:{images}",
             config=None,
-            validation=dataclasses.replace(self.image_data.validation, size=min(self.image_data.validation.size, images // 8)),
+            validation=dataclasses.replace(validation, size=size, split=None),
         )
         return dataclasses.replace(self, image_data=data).replace(max_models=2, epochs=1)
 
@@ -381,6 +415,8 @@ def _check(spec: ZooSpec, where: str) -> None:
             f"{where}: 'architecture.name': unknown architecture '{spec.architecture.name}'. "
             f"Known: {', '.join(list_models())}"
         )
+    if spec.publication is not None and spec.publication not in PUBLICATIONS:
+        raise SpecError(f"{where}: 'publication': unknown '{spec.publication}'. Choose from: {', '.join(PUBLICATIONS)}, or leave it out")
     positive = {
         "image_data.channels": spec.image_data.channels,
         "image_data.image_size": spec.image_data.image_size,
@@ -398,11 +434,19 @@ def _check(spec: ZooSpec, where: str) -> None:
             raise SpecError(f"{where}: 'training.{key}' must be at least 1")
     if spec.training.scheduler not in (None, "onecycle"):
         raise SpecError(f"{where}: 'training.scheduler': unknown '{spec.training.scheduler}'; use onecycle or leave it out")
+    aug = spec.training.augmentation
+    if aug.crop_padding < 0 or not 0 <= aug.rotation <= 180:
+        raise SpecError(f"{where}: 'training.augmentation': crop_padding must be >= 0 and rotation in 0..180 degrees")
     if spec.training.loss != "cross_entropy":
         raise SpecError(f"{where}: 'training.loss': only 'cross_entropy' is supported")
     data = spec.image_data
     if data.validation.size < 0:
         raise SpecError(f"{where}: 'image_data.validation.size' must not be negative")
+    if data.validation.split is not None and data.validation.size:
+        raise SpecError(
+            f"{where}: 'image_data.validation' gives both a split ('{data.validation.split}') and a size to "
+            "carve from train; give one of them"
+        )
     for key in ("mean", "std"):
         stats = getattr(data, key)
         if stats is not None and len(stats) != data.channels:

@@ -44,6 +44,7 @@ def main() -> None:
                     "(Schürholt et al., NeurIPS 2022), regenerated with modelzoos."
                 ),
                 "license": base["license"],
+                "publication": base["publication"],
                 "image_data": base["image_data"],
                 "architecture": base["architecture"],
                 "training": base["training"],

@@ -72,16 +72,16 @@ def test_population_forward_equals_each_module(name, channels, size, activation)
         for m in models:
             m.eval()
         own = torch.stack([m(x[k]) for k, m in enumerate(models)])
-        torch.testing.assert_close(forward(stacked, x, activation), own, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(forward(stacked, {}, x, activation), own, rtol=1e-4, atol=1e-5)
         shared = torch.stack([m(x[0]) for m in models])
-        torch.testing.assert_close(forward(stacked, x[0], activation), shared, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(forward(stacked, {}, x[0], activation), shared, rtol=1e-4, atol=1e-5)
         base, p = torch.tensor([11, 22, 33]), torch.full((K,), 0.3)
         for k, m in enumerate(models):
             m.train()
             for layer, d in enumerate(mod for mod in m.modules() if isinstance(mod, SeededDropout)):
                 d.key = step_keys(base[k : k + 1], 5, layer)
         dropped = torch.stack([m(x[k]) for k, m in enumerate(models)])
-        keyed = forward(stacked, x, activation, lambda h, layer: keyed_dropout(h, p, step_keys(base, 5, layer)))
+        keyed = forward(stacked, {}, x, activation, lambda h, layer: keyed_dropout(h, p, step_keys(base, 5, layer)), training=True)
         torch.testing.assert_close(keyed, dropped, rtol=1e-4, atol=1e-5)
         assert not torch.allclose(dropped, own)  # dropout did drop something
 
@@ -96,3 +96,26 @@ def test_resnet18_parameter_count_and_torchvision_names(classes, expected):
         assert name in keys
     assert keys[0] == "conv1.weight" and keys[-1] == "fc.bias"
     assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, classes)
+
+
+def test_resnet18_population_forward_keeps_each_models_batchnorm():
+    """Stacked ResNets give each model's logits, in training (batch statistics) and in eval
+    (running statistics), and each model's running statistics move as its own module's do."""
+    K, B = 3, 4
+    models = [create_model("resnet18", num_classes=10) for _ in range(K)]
+    for k, m in enumerate(models):
+        init_weights(m, "kaiming_uniform", torch.Generator().manual_seed(k))
+    params = {n: torch.stack([dict(m.named_parameters())[n] for m in models]).detach() for n, _ in models[0].named_parameters()}
+    buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]).clone() for n, _ in models[0].named_buffers()}
+    forward = type(models[0]).population_forward
+    x = torch.randn(K, B, 3, 16, 16)
+    with torch.no_grad():
+        own = torch.stack([m.train()(x[k]) for k, m in enumerate(models)])
+        torch.testing.assert_close(forward(params, buffers, x, "relu", training=True), own, rtol=1e-4, atol=1e-4)
+        for name, b in buffers.items():
+            own_b = torch.stack([dict(m.named_buffers())[name] for m in models])
+            torch.testing.assert_close(b, own_b, rtol=1e-4, atol=1e-6)
+        assert not torch.equal(buffers["bn1.running_mean"][0], buffers["bn1.running_mean"][1])
+        assert buffers["layer3.0.downsample.1.num_batches_tracked"].tolist() == [1, 1, 1]
+        shared = torch.stack([m.eval()(x[0]) for m in models])
+        torch.testing.assert_close(forward(params, buffers, x[0], "relu"), shared, rtol=1e-4, atol=1e-4)

@@ -48,3 +48,61 @@ def test_missing_image_dataset(tmp_path):
     spec = dataclasses.replace(spec, source=str(tmp_path / "no-such-data"))
     with pytest.raises(ModelzoosError, match="cannot load split 'train' of image data .*no-such-data"):
         load_image_tensors(spec)
+
+
+def _write_parquet_repo(root, splits, features, make_rows):
+    """A local dataset laid out like a Hub repo: data/<split>-*.parquet and a card naming the splits."""
+    import datasets
+
+    (root / "data").mkdir(parents=True)
+    for split, n in splits.items():
+        datasets.Dataset.from_dict(make_rows(n), features=features).to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    files = "\n".join(f"  - split: {s}\n    path: data/{s}-*" for s in splits)
+    (root / "README.md").write_text(f"---\nconfigs:\n- config_name: default\n  data_files:\n{files}\n---\n")
+
+
+def test_tiny_imagenet_layout_mixed_modes_and_a_valid_split_as_test(tmp_path):
+    """Tiny ImageNet mixes grayscale images into RGB ones and names its labelled held-out split
+    'valid': the zoo reads every image as RGB and uses 'valid' as the test split."""
+    import dataclasses
+
+    import datasets
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        images = [rng.integers(0, 255, size=(16, 16, 3) if i % 3 else (16, 16), dtype=np.uint8) for i in range(n)]
+        return {"image": images, "label": rng.integers(0, 200, n).tolist()}
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=200)})
+    _write_parquet_repo(tmp_path / "tiny", {"train": 30, "valid": 12}, features, rows)
+    spec = dataclasses.replace(
+        load_spec("tiny-imagenet-resnet18").image_data, source=str(tmp_path / "tiny"), image_size=16
+    )
+    data = load_image_tensors(spec)
+    assert data.train_x.shape == (30, 3, 16, 16) and data.test_x.shape == (12, 3, 16, 16)
+    assert data.val_x.shape[0] == 0
+    mean, std = torch.tensor(spec.mean).view(3, 1, 1), torch.tensor(spec.std).view(3, 1, 1)
+    gray, color = data.train_x[0] * std + mean, data.train_x[1] * std + mean  # images 0 and 1 as read
+    assert torch.allclose(gray[0], gray[1], atol=1e-6) and torch.allclose(gray[0], gray[2], atol=1e-6)
+    assert not torch.allclose(color[0], color[1], atol=1e-2)
+
+
+def test_the_sources_own_validation_split(tmp_path):
+    import dataclasses
+
+    import datasets
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+
+    def rows(n):
+        return {"image": list(rng.integers(0, 255, size=(n, 64, 64, 3), dtype=np.uint8)), "label": rng.integers(0, 10, n).tolist()}
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
+    _write_parquet_repo(tmp_path / "eurosat", {"train": 20, "validation": 7, "test": 5}, features, rows)
+    spec = dataclasses.replace(load_spec("eurosat-cnn-s").image_data, source=str(tmp_path / "eurosat"))
+    data = load_image_tensors(spec)
+    assert data.train_x.shape == (20, 3, 28, 28)  # resized from 64, nothing carved out
+    assert data.val_x.shape == (7, 3, 28, 28) and data.test_x.shape == (5, 3, 28, 28)

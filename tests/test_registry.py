@@ -8,23 +8,36 @@ from modelzoos.hub import build_hub
 from modelzoos.spec import load_spec, registered_zoos
 from modelzoos.training import train_zoo
 
-PARAMS = {("cnn-s", 1): 2_464, ("cnn-s", 3): 2_864, ("cnn-l", 3): 10_853, ("cnn-l", 1): 10_565}
+# The parameter counts of ../shared/ZOOS.md, by (architecture, input channels, classes).
+PARAMS = {("cnn-s", 1, 10): 2_464, ("cnn-s", 3, 10): 2_864, ("cnn-l", 3, 10): 10_853, ("cnn-l", 1, 10): 10_565,
+          ("resnet18", 3, 10): 11_173_962, ("resnet18", 3, 100): 11_220_132, ("resnet18", 3, 200): 11_271_432}
 SEED_ZOOS = ["mnist-cnn-s", "fashion-mnist-cnn-s", "svhn-cnn-s", "usps-cnn-s",
              "cifar10-cnn-s", "cifar10-cnn-l", "stl10-cnn-s", "stl10-cnn-l"]
+RESNET_ZOOS = {"cifar10-resnet18": (10, 50, 256, 0.05), "cifar100-resnet18": (100, 60, 128, 0.1),
+               "tiny-imagenet-resnet18": (200, 60, 128, 0.1)}
+
+
+def params_of(spec):
+    return PARAMS[(spec.architecture.name, spec.image_data.channels, spec.image_data.num_classes)]
 
 
 @pytest.mark.parametrize("name", registered_zoos())
 def test_every_zoo_runs_at_smoke_scale(name, tmp_path):
     spec = load_spec(name)
-    assert zoo_layout(spec).n_params == PARAMS[(spec.architecture.name, spec.image_data.channels)]
+    assert zoo_layout(spec).n_params == params_of(spec)
     smoke = spec.smoke()
+    assert smoke.image_data.source == ("synthetic:32" if spec.architecture.name == "resnet18" else "synthetic:256")
     train_zoo(smoke, tmp_path / "zoo", progress=False)
     hub = build_hub(tmp_path / "zoo")
     for config in ("metadata", "weights"):
         ds = datasets.load_dataset(str(hub), config)
         assert sum(len(s) for s in ds.values()) == 2 * 2
     row = next(iter(ds.values()))[0]
-    assert len(row["weights"]) == PARAMS[(spec.architecture.name, spec.image_data.channels)]
+    card = (hub / "README.md").read_text()
+    assert all(note.strip() in card for note in spec.notes)  # deviations on record in the card
+    assert ("Train-time augmentation" in card) == bool(spec.training.augmentation)
+    layout = zoo_layout(spec)  # weights: the parameters, then (ResNet) BatchNorm running statistics
+    assert len(row["weights"]) == layout.numel == params_of(spec) + sum(e.numel for e in layout.entries if e.kind == "buffer")
 
 
 def test_seed_zoos_are_registered_with_the_papers_sizes():
@@ -60,7 +73,35 @@ def test_hyperparameter_zoos_match_the_paper():
             total += len(models)
     assert total == 39_360
     seed_total = sum(len(load_spec(n).models()) for n in SEED_ZOOS)
-    assert seed_total + total == 47_360  # + 3 x 1,000 ResNet-18 models (issue 4) = the paper's 50,360
+    resnet_total = sum(len(load_spec(n).models()) for n in RESNET_ZOOS)
+    assert seed_total + total + resnet_total == 50_360  # the "Model Zoos" paper's count
+
+
+def test_resnet18_zoos_follow_the_paper():
+    for name, (classes, epochs, batch, lr) in RESNET_ZOOS.items():
+        spec = load_spec(name)
+        assert spec.image_data.num_classes == classes and spec.training.epochs == epochs
+        assert spec.training.batch_size == batch and spec.training.scheduler == "onecycle"
+        assert [e.factors.seed for e in spec.models()] == list(range(1, 1001))
+        f = spec.models()[0].factors
+        assert (f.optimizer, f.momentum, f.lr, f.weight_decay, f.init) == ("sgd", 0.9, lr, 5e-4, "kaiming_uniform")
+        assert spec.training.augmentation and spec.notes and spec.publication == "model-zoos"
+    tiny = load_spec("tiny-imagenet-resnet18")
+    assert tiny.image_data.validation.size == 0 and tiny.image_data.test_split == "valid"
+    assert tiny.training.augmentation.rotation == 20 and not tiny.training.augmentation.crop_padding
+
+
+def test_modelzoos_list_shows_every_zoo_and_the_papers_total(capsys):
+    from modelzoos.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line and line.split()[0] in registered_zoos()}
+    assert set(lines) == set(registered_zoos())
+    assert lines["cifar100-resnet18"][1:4] == ["1,000", "60", "11,220,132"]
+    assert lines["svhn-cnn-s-hyp-random"][1:4] == ["4,320", "50", "2,464"]
+    assert 'zoos of "Model Zoos" (Schürholt et al., NeurIPS 2022): 27, 50,360 models' in out
+    assert len(registered_zoos()) == 29  # the 27, EuroSAT and the embedded digits zoo
 
 
 def test_random_seeds_survive_the_frozen_zoo_yaml():

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from modelzoos.errors import ModelzoosError
-from modelzoos.spec import ZOOS_DIR, load_spec, model_id_of, registered_zoos
+from modelzoos.spec import ZOOS_DIR, SpecError, load_spec, model_id_of, registered_zoos
 
 from conftest import write_spec
 
@@ -82,3 +82,18 @@ def test_spec_round_trips_through_yaml():
 
     assert spec_from_dict(yaml.safe_load(spec.to_yaml())) == spec
     assert (ZOOS_DIR / "digits-cnn-s.yaml").is_file()
+
+
+def test_validation_split_or_carve_not_both(tmp_path):
+    path = write_spec(tmp_path / "v.yaml", image_data={"validation": {"size": 10, "split": "validation"}})
+    with pytest.raises(SpecError, match="both a split .* and a size"):
+        load_spec(path)
+
+
+def test_unknown_publication_and_bad_augmentation(tmp_path):
+    with pytest.raises(SpecError, match="'publication': unknown 'nature'"):
+        load_spec(write_spec(tmp_path / "p.yaml", publication="nature"))
+    with pytest.raises(SpecError, match="training.augmentation"):
+        load_spec(write_spec(tmp_path / "a.yaml", training={"augmentation": {"rotation": 400}}))
+    with pytest.raises(SpecError, match="unknown key 'training.augmentation.flip'"):
+        load_spec(write_spec(tmp_path / "f.yaml", training={"augmentation": {"flip": True}}))

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -61,6 +62,16 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "silu": nn.SiLU,
     "gelu": nn.GELU,
+}
+
+# The same activations as functions of tensors, for the architectures' population forwards.
+ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "leakyrelu": F.leaky_relu,
+    "sigmoid": torch.sigmoid,
+    "silu": F.silu,
+    "gelu": F.gelu,
 }
 
 from . import cnn, resnet  # noqa: E402,F401  (registers the architectures)

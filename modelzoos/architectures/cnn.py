@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import ACTIVATIONS, register_model
+from . import ACTIVATION_FNS, ACTIVATIONS, register_model
 from .dropout import SeededDropout
 
 # One conv stage: (out_channels, kernel, max-pool 2 after the conv, dropout after the activation)
@@ -59,17 +59,20 @@ class ConvNet(nn.Module):
     def population_forward(
         cls,
         p: dict[str, Tensor],
+        buffers: dict[str, Tensor],
         x: Tensor,
         activation: str,
         dropout: Callable[[Tensor, int], Tensor] | None = None,
+        training: bool = False,
     ) -> Tensor:
         """Logits (K x B x classes) of K models with stacked parameters `p` (K x ...).
 
         `x` is K x B x C x H x W (a batch per model) or B x C x H x W (one batch for all, as in
         evaluation: the first convolution is then one dense convolution). `dropout(h, layer)`
-        takes and returns h as K x B x ... (in the per-model module's element order).
+        takes and returns h as K x B x ... (in the per-model module's element order); it is
+        applied only when `training`. These CNNs have no buffers.
         """
-        act = getattr(torch, activation) if activation in ("tanh", "sigmoid", "relu") else _act_fn(activation)
+        act = ACTIVATION_FNS[activation]
         K = p["conv1.weight"].shape[0]
 
         def conv(h: Tensor, name: str, groups: int) -> Tensor:
@@ -92,11 +95,11 @@ class ConvNet(nn.Module):
             h = conv(h, f"conv{i}", groups=1 if i == 1 and x.dim() == 4 else K)
             h = act(F.max_pool2d(h, 2) if pool else h)
             if has_drop:
-                h = drop(h, layer) if dropout is not None else h
+                h = drop(h, layer) if training and dropout is not None else h
                 layer += 1
         h = h.reshape(B, K, -1).transpose(0, 1)  # K x B x FLAT, in (C, H, W) order per model
         h = act(torch.baddbmm(p["fc1.bias"].unsqueeze(1), h, p["fc1.weight"].transpose(1, 2)))
-        if dropout is not None:
+        if training and dropout is not None:
             h = dropout(h, layer)
         return torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2))
 
@@ -109,10 +112,6 @@ class CNNSmall(ConvNet):
 class CNNLarge(ConvNet):
     STAGES = [(16, 3, True, True), (32, 3, True, True), (15, 3, True, True)]
     FLAT = 60
-
-
-def _act_fn(name: str) -> Callable[[Tensor], Tensor]:
-    return {"leakyrelu": F.leaky_relu, "silu": F.silu, "gelu": F.gelu}[name]
 
 
 @register_model("cnn-s")

@@ -31,11 +31,13 @@ from ..architectures.dropout import keyed_dropout, step_keys
 from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
 from ..zoo_dir import ZooDir, atomic_write
+from .augment import augment, black
 from .optim import StackedOptimizer, onecycle
 
-# Activations of one evaluation chunk, in floats: cache-sized on a CPU (measured fastest there,
-# see benchmarks/RESULTS.md); on a GPU large, so 1,000 models still see ~200 images per call.
-EVAL_ELEMENTS = {"cpu": 2**22, "cuda": 2**30}
+# Activations of one evaluation chunk, in floats (as `activation_floats` counts them): cache-sized
+# on a CPU (measured fastest there, see benchmarks/RESULTS.md); on a GPU large, so 1,000 CNN-s
+# models still see ~100 images per call and a ResNet-18 ~580 images.
+EVAL_ELEMENTS = {"cpu": 3 * 2**21, "cuda": 2**30}
 
 
 def derived_seed(seed: int, purpose: str, epoch: int = 0) -> int:
@@ -51,12 +53,41 @@ def initial_model(spec: ZooSpec, f: Factors) -> nn.Module:
     return model
 
 
+def activation_floats(spec: ZooSpec) -> int:
+    """Floats one training image leaves for the backward pass in one model: the architecture's
+    memory per image, counted on the CPU (so every device sizes its groups alike)."""
+    model = initial_model(spec, spec.models()[0].factors)
+    weights = {p.data_ptr() for p in model.parameters()}
+    counts = []
+    # Two batch sizes: the difference is two images' worth, without the weights a layer saves.
+    # (Not 1 and 2: BatchNorm in training needs more than one value per channel.)
+    for n in (2, 4):
+        total = 0
+
+        def count(t: Tensor) -> Tensor:
+            nonlocal total
+            total += t.numel() if t.data_ptr() not in weights else 0
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(count, lambda t: t):
+            data = spec.image_data
+            model(torch.zeros(n, data.channels, data.image_size, data.image_size))
+        counts.append(total)
+    return max(1, (counts[1] - counts[0]) // 2)
+
+
 def data_order(seed: int, epoch: int, n: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, "order", epoch)))
 
 
 def dropout_base_key(seed: int, epoch: int) -> int:
     return derived_seed(seed, "dropout", epoch) & 0xFFFFFFFF
+
+
+def augment_keys(seeds: list[int], epoch: int, step: int, device: torch.device | str) -> Tensor:
+    """Per-model keys of one step's augmentation draws."""
+    base = torch.tensor([derived_seed(s, "augment", epoch) & 0xFFFFFFFF for s in seeds], device=device)
+    return step_keys(base, step, 0)
 
 
 def structure_key(f: Factors) -> tuple:
@@ -103,9 +134,13 @@ class Population:
     def __len__(self) -> int:
         return len(self.members)
 
-    def forward(self, x: Tensor, dropout: Callable[[Tensor, int], Tensor] | None = None) -> Tensor:
-        """Logits K x B x classes; x is K x B x C x H x W (own batches) or B x C x H x W (shared)."""
-        return self._population_forward(self.params, x, self.members[0].entry.factors.activation, dropout)
+    def forward(
+        self, x: Tensor, dropout: Callable[[Tensor, int], Tensor] | None = None, training: bool = False
+    ) -> Tensor:
+        """Logits K x B x classes; x is K x B x C x H x W (own batches) or B x C x H x W (shared).
+        In training, dropout applies and BatchNorm updates the running statistics in `buffers`."""
+        activation = self.members[0].entry.factors.activation
+        return self._population_forward(self.params, self.buffers, x, activation, dropout, training)
 
     def model_state(self, k: int) -> dict[str, Tensor]:
         """Model k's state_dict, in the per-model module's order (clones: safetensors refuses views)."""
@@ -116,6 +151,7 @@ class Population:
 class GroupTrainer:
     def __init__(self, spec: ZooSpec, zoo: ZooDir, data: ImageTensors, device: torch.device) -> None:
         self.spec, self.zoo, self.data, self.device = spec, zoo, data, device
+        self.per_image = activation_floats(spec)
 
     def resume_group(self, entries: list[ModelEntry]) -> list[Member]:
         """The group's members at the last epoch all of them can restart from.
@@ -161,6 +197,8 @@ class GroupTrainer:
         orders = torch.stack([data_order(s, epoch, len(y)) for s in seeds]).to(self.device)
         use_dropout = bool((pop.dropout > 0).any())
         base = torch.tensor([dropout_base_key(s, epoch) for s in seeds], device=self.device)
+        aug = self.spec.training.augmentation
+        fill = black(self.spec.image_data.mean, self.spec.image_data.std, x.shape[1]).to(self.device)
         params = list(pop.params.values())
         steps_per_epoch = math.ceil(len(y) / bs)
         for step, start in enumerate(range(0, len(y), bs)):
@@ -171,12 +209,19 @@ class GroupTrainer:
             dropout = None
             if use_dropout:
                 dropout = lambda h, layer, _s=step: keyed_dropout(h, pop.dropout, step_keys(base, _s, layer))  # noqa: E731
-            logits = pop.forward(x[idx], dropout)
+            xb = x[idx]
+            if aug:
+                xb = augment(xb, augment_keys(seeds, epoch, step, self.device), aug, fill)
+            # a diverged model keeps its last finite buffers (BatchNorm statistics) as its weights
+            before = {n: b.clone() for n, b in pop.buffers.items()}
+            logits = pop.forward(xb, dropout, training=True)
             losses = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view(len(pop), -1).mean(1)
             pop.ok &= torch.isfinite(losses)
             # Models are independent, so the gradient of the sum is each model's own gradient.
             grads = torch.autograd.grad(torch.where(pop.ok, losses, 0.0).sum(), params)
             pop.ok &= pop.optimizer.step(dict(zip(pop.params, grads)), pop.ok)
+            for n, b in pop.buffers.items():
+                b.copy_(torch.where(pop.ok.view(-1, *[1] * (b.dim() - 1)), b, before[n]))
 
     @torch.no_grad()
     def evaluate(self, pop: Population, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -184,7 +229,7 @@ class GroupTrainer:
         K = len(pop)
         if len(y) == 0:
             return torch.full((K,), math.nan), torch.full((K,), math.nan)
-        chunk = max(1, EVAL_ELEMENTS.get(self.device.type, 2**22) // (K * x[0].numel() * 8))
+        chunk = max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS["cpu"]) // (K * self.per_image))
         loss = torch.zeros(K, dtype=torch.float64, device=self.device)
         correct = torch.zeros(K, dtype=torch.int64, device=self.device)
         for i in range(0, len(y), chunk):

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from ..architectures.dropout import SeededDropout, step_keys
 from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
-from .engine import data_order, dropout_base_key, initial_model
+from .augment import augment, black
+from .engine import augment_keys, data_order, dropout_base_key, initial_model
 
 EVAL_BATCH = 1000
 
@@ -66,6 +67,8 @@ def train_alone(
     drops = [m for m in model.modules() if isinstance(m, SeededDropout)] if f.dropout > 0 else []
     x, y = data.train_x, data.train_y
     bs = spec.training.batch_size
+    aug = spec.training.augmentation
+    fill = black(spec.image_data.mean, spec.image_data.std, x.shape[1]).to(device)
     states = [_state(model)]
     for epoch in range(1, spec.training.epochs + 1):
         model.train()
@@ -75,7 +78,10 @@ def train_alone(
             for layer, d in enumerate(drops):
                 d.key = step_keys(base, step, layer)
             idx = order[start : start + bs]
-            loss = F.cross_entropy(model(x[idx].contiguous(memory_format=torch.channels_last)), y[idx])
+            xb = x[idx]
+            if aug:
+                xb = augment(xb[None], augment_keys([f.seed], epoch, step, device), aug, fill)[0]
+            loss = F.cross_entropy(model(xb.contiguous(memory_format=torch.channels_last)), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -76,7 +76,7 @@ def group_models(entries: list[ModelEntry], group_size: int) -> list[list[ModelE
     return [same[i : i + group_size] for same in by_structure.values() for i in range(0, len(same), group_size)]
 
 
-def default_group_size(device: torch.device, data: ImageTensors, spec: ZooSpec) -> int:
+def default_group_size(device: torch.device, spec: ZooSpec, per_image: int) -> int:
     """As many models as fit a quarter of the device's memory; on a CPU at most ~1,000 images
     per stacked step (100 models at batch 10, 32 at batch 32: larger groups measured slower, as
     the working set leaves the cache), on a GPU at most 1,000 models.
@@ -87,10 +87,16 @@ def default_group_size(device: torch.device, data: ImageTensors, spec: ZooSpec) 
         total, cap = torch.cuda.get_device_properties(device).total_memory, 1000
     else:
         total, cap = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), max(1, 1024 // spec.training.batch_size)
-    # A training step keeps ~16 floats of activations per input float for the backward pass;
-    # evaluation chunks are bounded separately (engine.EVAL_ELEMENTS).
-    per_model = 4 * 16 * spec.training.batch_size * data.train_x[0].numel()
+    # Per model: the activations a step keeps for its backward pass (`per_image` floats an image),
+    # and weights, gradients, optimizer state and the update's temporaries (~6 copies). Evaluation
+    # chunks are bounded separately (engine.EVAL_ELEMENTS).
+    params = zoo_params(spec)
+    per_model = 4 * (per_image * spec.training.batch_size + 6 * params)
     return max(1, min(cap, int(total / 4 // per_model)))
+
+
+def zoo_params(spec: ZooSpec) -> int:
+    return sum(p.numel() for p in initial_model(spec, spec.models()[0].factors).parameters())
 
 
 def process_state() -> PartialState:
@@ -131,7 +137,7 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
     epochs = spec.training.epochs
     mine = spec.models()[state.process_index :: state.num_processes]
     # Groups come from the grid alone, so a re-run of the same command rebuilds the same groups.
-    groups = group_models(mine, group_size or default_group_size(state.device, data, spec))
+    groups = group_models(mine, group_size or default_group_size(state.device, spec, trainer.per_image))
     todo = []
     for group in groups:
         for e in group:  # half-written files of a killed run

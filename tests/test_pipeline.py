@@ -241,10 +241,14 @@ def test_files_are_readable_by_others(tiny_zoo):
         ({"image_data": {"image_size": 32, "resize": 32}}, "cannot train on its image data"),
         ({"grid": {"seed": [1], "optimizer": "sgd", "momentum": 0.0, "nesterov": True}}, "nesterov needs a momentum"),
         ({"image_data": {"resize": 0}}, "'image_data.resize' must be at least 1"),
-        ({"architecture": {"name": "resnet18"}, "image_data": {"image_size": 32, "resize": 32}}, "no population forward yet"),
+        ({"architecture": {"name": "plain-cnn"}}, "no population forward"),
     ],
 )
-def test_specs_that_cannot_train_fail_before_writing(tmp_path, changes, message):
+def test_specs_that_cannot_train_fail_before_writing(tmp_path, changes, message, monkeypatch):
+    from modelzoos.architectures import _REGISTRY
+
+    # a user's architecture registered without a population forward
+    monkeypatch.setitem(_REGISTRY, "plain-cnn", lambda **kw: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)))
     with pytest.raises(ModelzoosError, match=message):
         spec = load_spec(write_spec(tmp_path / "s.yaml", **changes))
         train_zoo(spec, tmp_path / "zoo", progress=False)

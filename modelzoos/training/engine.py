@@ -127,7 +127,7 @@ class Population:
                 self.optimizer.load_model_state(k, {n: t.to(device) for n, t in m.optimizer.items()})
         self.dropout = torch.tensor([f.dropout for f in factors], device=device)
         self.ok = torch.tensor([not m.history or m.history[-1]["status"] == "ok" for m in members], device=device)
-        self._population_forward = getattr(type(self.template), "population_forward", None)
+        self._population_forward = getattr(self.template, "population_forward", None)
         if self._population_forward is None:
             raise NotImplementedError(f"architecture '{spec.architecture.name}' has no population_forward")
 

@@ -123,8 +123,8 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
     else:
         data = load_image_tensors(spec.image_data)
     data = data.to(state.device)
+    _check_one_step(spec, data, state.device)
     trainer = GroupTrainer(spec, zoo, data, state.device)
-    _check_one_step(trainer, spec)
     if state.device.type == "cuda":  # the same bytes from the same command, on GPUs too
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     state.wait_for_everyone()  # every process has checked before process 0 writes anything
@@ -178,24 +178,24 @@ def _image_key(spec: ZooSpec) -> str:
     return hashlib.sha256(json.dumps(dataclasses.asdict(spec.image_data), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _check_one_step(trainer: GroupTrainer, spec: ZooSpec) -> None:
+def _check_one_step(spec: ZooSpec, data: ImageTensors, device: torch.device) -> None:
     """Build the first model and run it on two images: a spec whose architecture does not fit
     its image data fails here, with the spec named, instead of deep in training."""
     entry = spec.models()[0]
     try:
-        model = initial_model(spec, entry.factors).to(trainer.device)
-        x, y = trainer.data.train_x[:2], trainer.data.train_y[:2]
+        model = initial_model(spec, entry.factors).to(device)
+        x, y = data.train_x[:2], data.train_y[:2]
         torch.nn.functional.cross_entropy(model(x), y).backward()
     except Exception as e:  # noqa: BLE001 (any failure here is the spec's)
         raise ModelzoosError(
             f"zoo '{spec.name}': model {entry.model_id} ({spec.architecture.name}) cannot train on its "
-            f"image data ({tuple(trainer.data.train_x.shape[1:])}): {type(e).__name__}: {e}. "
+            f"image data ({tuple(data.train_x.shape[1:])}): {type(e).__name__}: {e}. "
             "Check architecture.args and image_data (channels, image_size, num_classes)."
         ) from None
-    if not hasattr(type(model), "population_forward"):
+    if not hasattr(model, "population_forward"):
         raise ModelzoosError(
-            f"zoo '{spec.name}': architecture '{spec.architecture.name}' has no population forward yet, so "
-            "the engine cannot train it; use cnn-s or cnn-l"
+            f"zoo '{spec.name}': architecture '{spec.architecture.name}' has no population forward, so the "
+            "engine cannot train it; give its class a `population_forward` (see modelzoos/architectures/cnn.py)"
         )
 
 

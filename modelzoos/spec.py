@@ -25,7 +25,8 @@ ZOOS_DIR = Path(__file__).parent / "zoos"
 
 PUBLICATIONS = ("model-zoos", "vit-zoo")  # the sources whose zoos are regenerated (hub_cards cites them)
 ACTIVATIONS = ("tanh", "relu", "leakyrelu", "sigmoid", "silu", "gelu")
-INITS = ("xavier_uniform", "xavier_normal", "uniform", "normal", "kaiming_normal", "kaiming_uniform")
+# "default": the architecture's own init (e.g. a transformers ViT's truncated normal), seeded
+INITS = ("xavier_uniform", "xavier_normal", "uniform", "normal", "kaiming_normal", "kaiming_uniform", "default")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 

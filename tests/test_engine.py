@@ -275,3 +275,24 @@ def test_a_diverged_resnet_keeps_its_batchnorm_statistics(tmp_path):
     assert all(torch.equal(one[n], t) for n, t in two.items())
     moving = _weights(zoo, healthy.model_id, 1)["layer1.0.bn1.running_var"], _weights(zoo, healthy.model_id, 2)["layer1.0.bn1.running_var"]
     assert not torch.equal(*moving)
+
+
+def test_vit_population_trains_like_the_lone_model(tmp_path):
+    """A tiny transformers ViT, with its own (seeded) init, under vmap in a group and alone."""
+    spec = load_spec(write_spec(
+        tmp_path / "v.yaml",
+        architecture={"name": "vit", "args": {"image_size": 28, "patch_size": 7, "hidden_size": 32, "num_hidden_layers": 2,
+                                              "num_attention_heads": 4, "intermediate_size": 64}},
+        training={"epochs": 1},
+        grid={"seed": [1, 2], "init": "default", "activation": "gelu", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-2},
+    ))
+    zoo = train_zoo(spec, tmp_path / "zoo", progress=False)
+    data = load_image_tensors(spec.image_data)
+    first = [_weights(zoo, e.model_id, 0) for e in spec.models()]
+    assert not torch.equal(first[0]["vit.embeddings.cls_token"], first[1]["vit.embeddings.cls_token"])
+    for entry, start in zip(spec.models(), first):
+        alone = train_alone(spec, entry, data)
+        assert all(torch.equal(alone[0][n], t) for n, t in start.items())
+        assert_same_model(_weights(zoo, entry.model_id, 1), alone[1], str(entry.factors))
+        before, after = zoo.read_metrics(entry.model_id)
+        assert after["status"] == "ok" and after["train_loss"] < before["train_loss"] - 0.1  # it learns

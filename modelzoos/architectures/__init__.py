@@ -34,10 +34,13 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 def init_weights(model: nn.Module, scheme: str, generator: torch.Generator) -> None:
     """The zoos' init: every conv/linear weight drawn by `scheme`, every bias set to 0.01.
+    `default` keeps the architecture's own init (drawn at construction; seed the global RNG then).
 
     Drawing from an explicit generator makes a model's initial weights a function of its seed
     alone, whatever else happened to the global RNG.
     """
+    if scheme == "default":
+        return
     g = {"generator": generator}
     draw = {
         "xavier_uniform": lambda w: nn.init.xavier_uniform_(w, **g),
@@ -75,3 +78,12 @@ ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 from . import cnn, resnet  # noqa: E402,F401  (registers the architectures)
+
+
+@register_model("vit")
+def vit(**kwargs) -> nn.Module:
+    """A `transformers` ViT (architectures/vit.py). Registered here, and imported only when a ViT
+    is built, because importing transformers takes seconds, which every command would pay."""
+    from .vit import vit as build
+
+    return build(**kwargs)

@@ -48,8 +48,13 @@ def derived_seed(seed: int, purpose: str, epoch: int = 0) -> int:
 
 def initial_model(spec: ZooSpec, f: Factors) -> nn.Module:
     """The model of factors `f` at epoch 0, on the CPU (so its weights are the same everywhere)."""
-    model = create_model(spec.architecture.name, **spec.architecture_args(f))
-    init_weights(model, f.init, torch.Generator().manual_seed(derived_seed(f.seed, "init")))
+    seed = derived_seed(f.seed, "init")
+    # An architecture's own init (init: default) draws from the global RNG as the module is built:
+    # seed it there, and leave the caller's RNG as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = create_model(spec.architecture.name, **spec.architecture_args(f))
+    init_weights(model, f.init, torch.Generator().manual_seed(seed))
     return model
 
 

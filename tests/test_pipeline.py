@@ -160,6 +160,21 @@ def test_out_dir_with_a_different_zoo_is_left_alone(tiny_zoo, tmp_path):
     assert _tree_digest(root) == before
 
 
+def test_a_new_description_resumes_and_is_kept(tiny_zoo, tmp_path):
+    """Metadata (name, description, notes, ...) may change between runs; training settings may not."""
+    import dataclasses
+
+    spec, root = tiny_zoo
+    shutil.copytree(root, tmp_path / "z", ignore=shutil.ignore_patterns("hub"))
+    zoo = ZooDir(tmp_path / "z")
+    model_id = spec.models()[0].model_id
+    before = zoo.checkpoint(model_id, 2).read_bytes()
+    reworded = dataclasses.replace(spec, description="Reworded.", notes=["A note added later."], publication="model-zoos")
+    train_zoo(reworded, zoo.root, progress=False)
+    assert zoo.load_spec() == reworded and zoo.checkpoint(model_id, 2).read_bytes() == before
+    assert "A note added later." in (build_hub(zoo.root) / "README.md").read_text()
+
+
 def test_out_dir_that_is_not_a_zoo(tiny_spec, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -39,8 +39,8 @@ def check_zoo_dir(zoo: ZooDir, spec: ZooSpec) -> None:
         )
     if zoo.spec_path.is_file():
         frozen = zoo.load_spec()
-        if frozen != spec:
-            old, new = frozen.to_dict(), spec.to_dict()
+        old, new = _what_trains(frozen), _what_trains(spec)
+        if old != new:
             diff = _first_difference(old, new)
             raise ModelzoosError(
                 f"{zoo.root} holds a different zoo ('{frozen.name}'; {diff}). Use another --out, "
@@ -50,6 +50,15 @@ def check_zoo_dir(zoo: ZooDir, spec: ZooSpec) -> None:
         raise ModelzoosError(
             f"{zoo.root} is not empty and holds no zoo.yaml; give an empty or new directory as --out"
         )
+
+
+# What a zoo's card says about it, not how its models train: a re-run may change these (the
+# frozen zoo.yaml then takes the new text); anything else must match the frozen spec to resume.
+DESCRIPTIVE = ("name", "pretty_name", "description", "license", "publication", "notes")
+
+
+def _what_trains(spec: ZooSpec) -> dict:
+    return {k: v for k, v in spec.to_dict().items() if k not in DESCRIPTIVE}
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
@@ -128,8 +137,8 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
     if state.device.type == "cuda":  # the same bytes from the same command, on GPUs too
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     state.wait_for_everyone()  # every process has checked before process 0 writes anything
-    if state.is_main_process and not zoo.spec_path.is_file():
-        atomic_write(zoo.spec_path, spec.to_yaml())
+    if state.is_main_process and (not zoo.spec_path.is_file() or zoo.load_spec() != spec):
+        atomic_write(zoo.spec_path, spec.to_yaml())  # new, or the same zoo with a new description
     if state.is_main_process and not cached:
         atomic_write(cache, safetensors.torch.save({k: v.cpu().contiguous() for k, v in vars(data).items()}))
     state.wait_for_everyone()

@@ -89,9 +89,17 @@ class Augmentation:
     crop_padding: int = 0
     hflip: bool = False
     rotation: float = 0.0  # degrees: an angle uniform in [-rotation, rotation]
+    # probability of erasing one rectangle of an image to 0 after normalization (the mean colour),
+    # as torchvision's RandomErasing(p) after Normalize
+    erasing: float = 0.0
+    # mixing an image batch with itself reversed, the targets mixed alike (timm's Mixup, batch mode):
+    # Beta(mixup, mixup) weights for mixup, Beta(cutmix, cutmix) box areas for CutMix; with both,
+    # each step picks one of the two with probability 0.5
+    mixup: float = 0.0
+    cutmix: float = 0.0
 
     def __bool__(self) -> bool:
-        return bool(self.crop_padding or self.hflip or self.rotation)
+        return bool(self.crop_padding or self.hflip or self.rotation or self.erasing)
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ class Training:
     # "onecycle": torch's OneCycleLR with its defaults, max_lr = the model's lr, stepped per batch
     scheduler: str | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
+    label_smoothing: float = 0.0  # as F.cross_entropy's, on the training loss only
 
 
 @dataclass(frozen=True)
@@ -436,8 +445,13 @@ def _check(spec: ZooSpec, where: str) -> None:
     if spec.training.scheduler not in (None, "onecycle"):
         raise SpecError(f"{where}: 'training.scheduler': unknown '{spec.training.scheduler}'; use onecycle or leave it out")
     aug = spec.training.augmentation
-    if aug.crop_padding < 0 or not 0 <= aug.rotation <= 180:
-        raise SpecError(f"{where}: 'training.augmentation': crop_padding must be >= 0 and rotation in 0..180 degrees")
+    if aug.crop_padding < 0 or not 0 <= aug.rotation <= 180 or not 0 <= aug.erasing <= 1 or min(aug.mixup, aug.cutmix) < 0:
+        raise SpecError(
+            f"{where}: 'training.augmentation': crop_padding and mixup/cutmix (Beta parameters) must be >= 0, "
+            "rotation in 0..180 degrees, erasing a probability"
+        )
+    if not 0 <= spec.training.label_smoothing < 1:
+        raise SpecError(f"{where}: 'training.label_smoothing' must be in [0, 1)")
     if spec.training.loss != "cross_entropy":
         raise SpecError(f"{where}: 'training.loss': only 'cross_entropy' is supported")
     data = spec.image_data

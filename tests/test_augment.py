@@ -1,5 +1,6 @@
 """Train-time augmentation on tensors: what each transform does, and that draws follow the keys."""
 
+import pytest
 import torch
 
 from modelzoos.spec import Augmentation
@@ -62,3 +63,42 @@ def test_a_models_draws_depend_on_its_key_alone():
 def test_black_is_zero_before_normalization():
     assert torch.equal(black(None, None, 3), torch.zeros(3))
     torch.testing.assert_close(black([0.5, 0.25], [0.5, 0.5], 2), torch.tensor([-1.0, -0.5]))
+
+
+def test_erasing_blanks_one_rectangle_with_probability_p():
+    x = images(K=1, B=200, H=16)
+    out = augment(x, torch.tensor([9]), Augmentation(erasing=0.25), FILL)[0]
+    erased = (out == 0).all(1)  # H x W masks of erased pixels, per image
+    changed = erased.flatten(1).any(1)
+    assert 25 < changed.sum() < 75  # about a quarter of 200
+    for img, mask, orig in zip(out[changed], erased[changed], x[0][changed]):
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert box.all() and mask.sum() == box.numel()  # one solid rectangle
+        assert 0.02 * 256 * 0.5 <= box.numel() <= 0.33 * 256 * 1.5
+        assert torch.equal(img[:, ~mask], orig[:, ~mask])  # the rest untouched
+    assert torch.equal(out[~changed], x[0][~changed])
+
+
+def test_mixup_and_cutmix_mix_images_and_targets_alike():
+    from modelzoos.training.augment import mix, mix_draws
+
+    x = images(K=3, B=6, H=8)
+    y = torch.randint(0, 10, (3, 6), generator=torch.Generator().manual_seed(1))
+    both = Augmentation(mixup=0.8, cutmix=1.0)
+    draws = torch.cat([mix_draws([s], 1, step, both) for s in range(40) for step in range(5)])
+    assert 0.3 < draws[:, 1].mean() < 0.7 and 0 < draws[:, 0].min() and draws[:, 0].max() < 1
+    assert torch.equal(mix_draws([3, 4], 2, 7, both), torch.cat([mix_draws([3], 2, 7, both), mix_draws([4], 2, 7, both)]))
+    draws = torch.tensor([[0.3, 0.0, 0.5, 0.5], [0.75, 1.0, 0.5, 0.5], [0.5, 1.0, 0.0, 0.0]])
+    mixed, soft = mix(x, y, draws, 10)
+    torch.testing.assert_close(mixed[0], 0.3 * x[0] + 0.7 * x[0].flip(0))
+    torch.testing.assert_close(soft.sum(-1), torch.ones(3, 6))
+    assert soft[0, 0, y[0, 0]] >= 0.3 - 1e-6
+    # CutMix, lam 0.75 on 8x8: a 4x4 box centred at (4, 4) holds the reversed batch's pixels
+    box = torch.zeros(8, 8, dtype=torch.bool)
+    box[2:6, 2:6] = True
+    assert torch.equal(mixed[1][:, :, box], x[1].flip(0)[:, :, box]) and torch.equal(mixed[1][:, :, ~box], x[1][:, :, ~box])
+    if y[1, 0] != y[1, -1]:
+        assert soft[1, 0, y[1, 0]] == pytest.approx(0.75) and soft[1, 0, y[1, -1]] == pytest.approx(0.25)
+    # a box clipped at the corner: the targets follow the area actually pasted (2x2 of 64)
+    assert soft[2].max(-1).values.min() >= 1 - 4 / 64 - 1e-6

@@ -31,7 +31,7 @@ from ..architectures.dropout import keyed_dropout, step_keys
 from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
 from ..zoo_dir import ZooDir, atomic_write
-from .augment import augment, black
+from .augment import augment, black, mix, mix_draws
 from .optim import StackedOptimizer, onecycle
 
 # Activations of one evaluation chunk, in floats (as `activation_floats` counts them): cache-sized
@@ -214,13 +214,17 @@ class GroupTrainer:
             dropout = None
             if use_dropout:
                 dropout = lambda h, layer, _s=step: keyed_dropout(h, pop.dropout, step_keys(base, _s, layer))  # noqa: E731
-            xb = x[idx]
+            xb, target = x[idx], y[idx]
             if aug:
                 xb = augment(xb, augment_keys(seeds, epoch, step, self.device), aug, fill)
+            if aug.mixup or aug.cutmix:
+                xb, target = mix(xb, target, mix_draws(seeds, epoch, step, aug), self.spec.image_data.num_classes)
             # a diverged model keeps its last finite buffers (BatchNorm statistics) as its weights
             before = {n: b.clone() for n, b in pop.buffers.items()}
             logits = pop.forward(xb, dropout, training=True)
-            losses = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view(len(pop), -1).mean(1)
+            losses = F.cross_entropy(
+                logits.flatten(0, 1), target.flatten(0, 1), reduction="none", label_smoothing=self.spec.training.label_smoothing
+            ).view(len(pop), -1).mean(1)
             pop.ok &= torch.isfinite(losses)
             # Models are independent, so the gradient of the sum is each model's own gradient.
             grads = torch.autograd.grad(torch.where(pop.ok, losses, 0.0).sum(), params)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..architectures.dropout import SeededDropout, step_keys
 from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
-from .augment import augment, black
+from .augment import augment, black, mix, mix_draws
 from .engine import augment_keys, data_order, dropout_base_key, initial_model
 
 EVAL_BATCH = 1000
@@ -78,10 +78,14 @@ def train_alone(
             for layer, d in enumerate(drops):
                 d.key = step_keys(base, step, layer)
             idx = order[start : start + bs]
-            xb = x[idx]
+            xb, target = x[idx], y[idx]
             if aug:
                 xb = augment(xb[None], augment_keys([f.seed], epoch, step, device), aug, fill)[0]
-            loss = F.cross_entropy(model(xb.contiguous(memory_format=torch.channels_last)), y[idx])
+            if aug.mixup or aug.cutmix:
+                mixed, soft = mix(xb[None], target[None], mix_draws([f.seed], epoch, step, aug), spec.image_data.num_classes)
+                xb, target = mixed[0], soft[0]
+            logits = model(xb.contiguous(memory_format=torch.channels_last))
+            loss = F.cross_entropy(logits, target, label_smoothing=spec.training.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

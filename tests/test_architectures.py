@@ -119,3 +119,31 @@ def test_resnet18_population_forward_keeps_each_models_batchnorm():
         assert buffers["layer3.0.downsample.1.num_batches_tracked"].tolist() == [1, 1, 1]
         shared = torch.stack([m.eval()(x[0]) for m in models])
         torch.testing.assert_close(forward(params, buffers, x[0], "relu"), shared, rtol=1e-4, atol=1e-4)
+
+
+def test_vit_population_forward_batches_under_vmap_without_a_fallback():
+    """transformers' ViT under vmap gives each model's logits, and with the eager attention we pick
+    vmap has a batching rule for every op (SDPA on CPU has none: vmap warns and loops per model)."""
+    import warnings
+
+    K, B = 3, 4
+    args = dict(in_channels=1, image_size=28, patch_size=7, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=4, intermediate_size=64)
+    models = []
+    for k in range(K):
+        torch.manual_seed(k)
+        models.append(create_model("vit", **args))
+    assert type(models[0]).__mro__[1].__name__ == "ViTForImageClassification"
+    stacked = {n: torch.stack([dict(m.named_parameters())[n] for m in models]).detach() for n, _ in models[0].named_parameters()}
+    x = torch.randn(K, B, 1, 28, 28)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*performance drop.*")
+        own = torch.stack([m.eval()(x[k]) for k, m in enumerate(models)])
+        torch.testing.assert_close(models[0].population_forward(stacked, {}, x, "gelu"), own, rtol=1e-4, atol=1e-5)
+        shared = torch.stack([m(x[0]) for m in models])
+        torch.testing.assert_close(models[0].population_forward(stacked, {}, x[0], "gelu"), shared, rtol=1e-4, atol=1e-5)
+    models[0].config._attn_implementation = "sdpa"  # the check above would catch the fallback
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        models[0].population_forward(stacked, {}, x, "gelu")
+    assert any("performance drop" in str(w.message) for w in caught)

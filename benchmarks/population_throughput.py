@@ -9,6 +9,10 @@ ratio, and achieved GFLOP/s against this machine's measured fp32 matmul peak.
 
     python benchmarks/population_throughput.py                 # CPU: 100 models
     python benchmarks/population_throughput.py --device cuda --models 1000
+    python benchmarks/population_throughput.py --arch vit --models 16 --batch 32   # a tiny ViT, vmap
+
+`--arch vit` is the embedded ViT shape (28x28, patch 7, hidden 32, 2 layers, 4 heads), AdamW,
+its own init: the engine runs it with `torch.func.vmap` over `functional_call`.
 """
 
 from __future__ import annotations
@@ -26,24 +30,31 @@ from modelzoos.training.engine import GroupTrainer, Member, Population, initial_
 from modelzoos.training.reference import train_alone
 from modelzoos.zoo_dir import ZooDir
 
-BATCH = 10
+ARCHITECTURES = {
+    "cnn-s": ({"name": "cnn-s"}, {"activation": "tanh", "init": "kaiming_uniform", "optimizer": "adam", "lr": 3e-4}),
+    "vit": (
+        {"name": "vit", "args": {"image_size": 28, "patch_size": 7, "hidden_size": 32, "num_hidden_layers": 2,
+                                 "num_attention_heads": 4, "intermediate_size": 64}},
+        {"activation": "gelu", "init": "default", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01},
+    ),
+}
 
 
-def workload(models: int, steps: int):
+def workload(arch: str, models: int, steps: int, batch: int):
+    architecture, factors = ARCHITECTURES[arch]
     spec = spec_from_dict(
         {
-            "name": "bench-cnn-s",
+            "name": f"bench-{arch}",
             "pretty_name": "benchmark",
-            "description": "synthetic CNN-s workload",
+            "description": f"synthetic {arch} workload",
             "image_data": {"source": "synthetic", "channels": 1, "image_size": 28, "num_classes": 10},
-            "architecture": {"name": "cnn-s"},
-            "training": {"epochs": 1, "batch_size": BATCH},
-            "grid": {"seed": {"from": 1, "to": models}, "activation": "tanh", "init": "kaiming_uniform",
-                     "optimizer": "adam", "lr": 3e-4},
+            "architecture": architecture,
+            "training": {"epochs": 1, "batch_size": batch},
+            "grid": {"seed": {"from": 1, "to": models}, **factors},
         }
     )
     g = torch.Generator().manual_seed(0)
-    n = steps * BATCH
+    n = steps * batch
     x = torch.randn(n, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
     empty = torch.empty(0, 1, 28, 28)
@@ -65,8 +76,9 @@ def matmul_peak(device: torch.device) -> float:
 
 def flops_per_model_step(spec, data) -> float:
     model = initial_model(spec, spec.models()[0].factors)
+    batch = spec.training.batch_size
     with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(model(data.train_x[:BATCH]), data.train_y[:BATCH]).backward()
+        F.cross_entropy(model(data.train_x[:batch]), data.train_y[:batch]).backward()
     return counter.get_total_flops()
 
 
@@ -81,9 +93,12 @@ def main() -> None:
     ap.add_argument("--plain-models", type=int, default=5, help="models the plain loop trains (it is slow)")
     ap.add_argument("--steps", type=int, default=120, help="steps per model")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--arch", choices=sorted(ARCHITECTURES), default="cnn-s")
+    ap.add_argument("--batch", type=int, default=10, help="images per step and model (the zoos': 10)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    spec, data = workload(args.models, args.steps)
+    spec, data = workload(args.arch, args.models, args.steps, args.batch)
+    BATCH = args.batch
     data = data.to(device)
 
     # (a) the plain loop, one model after the other (after a warm-up: oneDNN builds its kernels
@@ -117,7 +132,8 @@ def main() -> None:
     flops = flops_per_model_step(spec, data.to("cpu"))
     peak = matmul_peak(device)
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
-    print(f"device {device} ({threads} threads), CNN-s, batch {BATCH}, Adam, {args.steps} steps per model")
+    f = spec.models()[0].factors
+    print(f"device {device} ({threads} threads), {args.arch}, batch {BATCH}, {f.optimizer}, {args.steps} steps per model")
     print(f"FLOPs per model-step (forward + backward): {flops / 1e6:.2f} M; fp32 matmul peak {peak:.0f} GFLOP/s")
     for name, rate, k in (("plain loop", plain_rate, args.plain_models), ("engine", engine_rate, args.models)):
         gflops = rate * flops / 1e9

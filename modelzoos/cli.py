@@ -34,7 +34,8 @@ def cmd_list(args: argparse.Namespace) -> None:
     for name in registered_zoos():
         spec = load_spec(name)
         n = len(spec.models())
-        rows.append((name, f"{n:,}", str(spec.training.epochs), f"{zoo_layout(spec).n_params:,}", spec.image_data.source))
+        epochs = "+".join(str(spec.stage_spec(st.name).training.epochs) for st in spec.stages) or str(spec.training.epochs)
+        rows.append((name, f"{n:,}", epochs, f"{zoo_layout(spec).n_params:,}", spec.image_data.source))
         zoos_models = totals.setdefault(spec.publication, [0, 0])
         zoos_models[0] += 1
         zoos_models[1] += n

@@ -113,9 +113,14 @@ def _load_split(spec: ImageData, split: str) -> tuple[torch.Tensor, torch.Tensor
         # one mode for all images, so they stack (Tiny ImageNet mixes grayscale into RGB)
         mode = "L" if spec.channels == 1 and not spec.grayscale else "RGB"
         ds = ds.cast_column(spec.image_column, datasets.Image(mode=mode))
+    if spec.classes is not None:
+        keep = set(spec.classes)
+        ds = ds.filter(lambda label: label in keep, input_columns=spec.label_column)
     ds = ds.with_format("numpy")
     images = _to_nchw(ds[spec.image_column], spec.source)
     labels = torch.as_tensor(np.asarray(ds[spec.label_column]), dtype=torch.int64)
+    if spec.classes is not None:  # source label -> its position in `classes`
+        labels = torch.as_tensor([spec.classes.index(int(v)) for v in labels], dtype=torch.int64)
     if labels.numel() and (labels.min() < 0 or labels.max() >= spec.num_classes):
         raise ImageDataError(
             f"labels of '{spec.source}' split '{split}' lie in [{labels.min()}, {labels.max()}], "

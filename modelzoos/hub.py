@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .builder import ModelZoo
-from .builder.rows import check_complete, zoo_layout
+from .builder.rows import check_complete, named_layouts
 from .errors import ModelzoosError
 from .hub_cards import render_card, summarize
 from .hub_cards.card import CONFIGS
@@ -26,7 +26,7 @@ def build_hub(zoo_dir: str | Path) -> Path:
         raise ModelzoosError(f"{zoo.root} is a hub folder already; build the zoo directory (its parent)")
     spec = zoo.load_spec()
     check_complete(zoo, spec)  # before anything is written
-    layout = zoo_layout(spec)
+    layouts = named_layouts(spec)
     stage = Path(tempfile.mkdtemp(dir=zoo.root, prefix=".hub-"))
     stage.chmod(DIR_MODE)
     try:
@@ -39,9 +39,14 @@ def build_hub(zoo_dir: str | Path) -> Path:
                 f.rename(stage / config / _shard_name(f.name, builder.dataset_name))
         shutil.rmtree(stage / ".prepared")
         shutil.rmtree(stage / ".cache")
-        atomic_write(stage / "layout.json", layout.to_json())
+        if len(layouts) == 1:
+            atomic_write(stage / "layout.json", next(iter(layouts.values())).to_json())
+        else:  # a staged zoo: one per stage and head, named as the rows' `stage` and `head` say
+            (stage / "layouts").mkdir()
+            for name, layout in layouts.items():
+                atomic_write(stage / "layouts" / f"{name}.json", layout.to_json())
         shutil.copyfile(zoo.spec_path, stage / "zoo.yaml")  # the resolved spec: enough to regenerate
-        render_card(spec, layout, summarize(stage), stage).save(stage / "README.md")
+        render_card(spec, layouts, summarize(stage), stage).save(stage / "README.md")
         _swap(stage, zoo.hub_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

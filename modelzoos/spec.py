@@ -69,6 +69,8 @@ class ImageData:
     mean: list[float] | None = None
     std: list[float] | None = None
     attribution: str | None = None  # who made the images and under which license, for the card
+    # keep only images of these source labels, relabelled 0..len-1 in this order (num_classes = len)
+    classes: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class Factors:
     weight_decay: float = 0.0
     momentum: float | None = None  # sgd and rmsprop only; unset: 0.9 for sgd (as in the zoos), 0 for rmsprop
     nesterov: bool | None = None  # sgd only; unset: false
+    head: str | None = None  # the classifier head a fine-tune puts on its backbone: linear or mlp
 
     def resolved(self) -> Factors:
         """Settings an optimizer does not use become None, unset ones get their defaults, so
@@ -140,11 +143,30 @@ class Factors:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model of the zoo: its position in the grid, its stable id and its factors."""
+    """One model of the zoo: its position in the grid, its stable id, its factors, and for a
+    staged zoo its stage and the model (and epoch) it starts from."""
 
     index: int
     model_id: str
     factors: Factors
+    stage: str = "train"
+    parent_id: str | None = None
+    parent_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a staged zoo (e.g. pre-train, then fine-tune). `image_data` and `training`
+    override the zoo's keys for this stage; `grid` is the stage's own. A stage with a `parent`
+    trains one model per parent model and grid point, starting from the parent's `parent_epoch`
+    (its last when unset) with a new head."""
+
+    name: str
+    grid: dict[str, Any]
+    image_data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    parent_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -176,8 +198,21 @@ class ZooSpec:
     notes: list[str] = field(default_factory=list)
     # set by `grid: {seed: {random: N, base: B}}`: N seeds per configuration instead of a seed axis
     random_seeds: RandomSeeds | None = None
+    # a staged zoo: stages train in order, each from its own grid (the zoo's `grid` is then empty)
+    stages: list[Stage] = field(default_factory=list)
+
+    def stage_spec(self, name: str) -> ZooSpec:
+        """The single-stage zoo of one stage: the zoo's settings with the stage's over them."""
+        return _stage_specs(self)[name]
 
     def models(self) -> list[ModelEntry]:
+        """The ordered models: of the grid, or of every stage in order (then `max_models` caps
+        each stage)."""
+        if self.stages:
+            return _staged_models(self)
+        return self._grid_models()
+
+    def _grid_models(self) -> list[ModelEntry]:
         """The ordered models of the grid (the first `max_models` of them if that is set)."""
         # Seeds vary fastest, so the models of one configuration are neighbours (and share a group).
         keys = [f.name for f in dataclasses.fields(Factors) if f.name in self.grid and f.name != "seed"]
@@ -199,11 +234,14 @@ class ZooSpec:
             "num_classes": self.image_data.num_classes,
             "activation": factors.activation,
             "dropout": factors.dropout,
+            **({"head": factors.head} if factors.head else {}),
             **self.architecture.args,
         }
 
     @property
     def grid_size(self) -> int:
+        if self.stages:
+            return len(self.models()) if self.max_models is None else len(dataclasses.replace(self, max_models=None).models())
         n = self.random_seeds.count if self.random_seeds else 1
         for values in self.grid.values():
             n *= len(values)
@@ -240,7 +278,12 @@ class ZooSpec:
             config=None,
             validation=dataclasses.replace(validation, size=size, split=None),
         )
-        return dataclasses.replace(self, image_data=data).replace(max_models=2, epochs=1)
+        # stages keep their class choices, but read the synthetic images with the zoo's validation
+        stages = [
+            dataclasses.replace(st, image_data={k: v for k, v in st.image_data.items() if k not in ("source", "config", "validation")})
+            for st in self.stages
+        ]
+        return dataclasses.replace(self, image_data=data, stages=stages).replace(max_models=2, epochs=1)
 
     def replace(self, *, max_models: int | None = None, epochs: int | None = None) -> ZooSpec:
         """A smaller version of this zoo: the first `max_models` models, `epochs` epochs."""
@@ -253,15 +296,53 @@ class ZooSpec:
             if epochs < 1:
                 raise SpecError(f"--epochs must be at least 1, got {epochs}")
             spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, epochs=epochs))
+            stages = [dataclasses.replace(st, training={**st.training, "epochs": epochs}) for st in spec.stages]
+            spec = dataclasses.replace(spec, stages=[
+                dataclasses.replace(st, parent_epoch=None if st.parent_epoch is None else min(st.parent_epoch, epochs))
+                for st in stages
+            ])
         return spec
 
 
-def model_id_of(factors: Factors) -> str:
+def _stage_specs(spec: ZooSpec) -> dict[str, ZooSpec]:
+    """Each stage as a single-stage ZooSpec, built (and validated) from the merged mappings."""
+    out = {}
+    base = spec.to_dict()
+    for stage in spec.stages:
+        data = {k: v for k, v in base.items() if k not in ("stages", "random_seeds", "grid")}
+        data["image_data"] = {**base["image_data"], **stage.image_data}
+        data["training"] = {**base["training"], **stage.training}
+        data["grid"] = stage.grid
+        out[stage.name] = spec_from_dict(data, where=f"{spec.name}: stages '{stage.name}'")
+    return out
+
+
+def _staged_models(spec: ZooSpec) -> list[ModelEntry]:
+    stages = _stage_specs(spec)
+    entries: list[ModelEntry] = []
+    by_stage: dict[str, list[ModelEntry]] = {}
+    for stage in spec.stages:
+        own = stages[stage.name]
+        parents = by_stage[stage.parent] if stage.parent else [None]
+        epoch = None
+        if stage.parent:
+            epoch = stages[stage.parent].training.epochs if stage.parent_epoch is None else stage.parent_epoch
+        mine = []
+        for parent in parents:
+            for e in dataclasses.replace(own, max_models=None)._grid_models():
+                lineage = {"stage": stage.name, "parent_id": parent.model_id if parent else None, "parent_epoch": epoch}
+                mine.append(ModelEntry(len(entries) + len(mine), model_id_of(e.factors, lineage), e.factors, **lineage))
+        by_stage[stage.name] = mine = mine[: spec.max_models]
+        entries += mine
+    return entries
+
+
+def model_id_of(factors: Factors, lineage: dict[str, Any] | None = None) -> str:
     """A stable id from the factors alone: it does not change when the grid grows or is reordered.
 
     Unset (None) factors are left out, so a factor added later with a None default keeps every id.
     """
-    values = {k: v for k, v in dataclasses.asdict(factors).items() if v is not None}
+    values = {k: v for k, v in {**dataclasses.asdict(factors), **(lineage or {})}.items() if v is not None}
     canonical = json.dumps(values, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -291,7 +372,7 @@ def load_spec(name_or_path: str | Path) -> ZooSpec:
 
 def spec_from_dict(data: Any, where: str = "<spec>") -> ZooSpec:
     data = dict(_expect_mapping(data, where, ""))
-    grid = dict(_expect_mapping(data.pop("grid", None), where, "grid"))
+    grid = dict(_expect_mapping(data.pop("grid", {} if data.get("stages") else None), where, "grid"))
     seed = grid.get("seed")
     if isinstance(seed, dict) and "random" in seed:
         if set(seed) - {"random", "base"}:
@@ -301,7 +382,9 @@ def spec_from_dict(data: Any, where: str = "<spec>") -> ZooSpec:
     spec = _build(ZooSpec, {**data, "grid": {}}, where, "")
     if spec.random_seeds is not None and spec.random_seeds.count < 1:
         raise SpecError(f"{where}: 'grid.seed.random' must be at least 1")
-    spec = dataclasses.replace(spec, grid=_build_grid(grid, where, need_seed=spec.random_seeds is None))
+    if spec.stages and grid:
+        raise SpecError(f"{where}: a staged zoo has no top-level 'grid'; give each stage its own 'grid'")
+    spec = dataclasses.replace(spec, grid=_build_grid(grid, where, need_seed=spec.random_seeds is None and not spec.stages))
     _check(spec, where)
     return spec
 
@@ -404,8 +487,31 @@ def _build_grid(grid: Any, where: str, need_seed: bool = True) -> dict[str, list
     return {n: out[n] for n in names if n in out}
 
 
+def _check_stages(spec: ZooSpec, where: str) -> None:
+    names = [st.name for st in spec.stages]
+    for i, stage in enumerate(spec.stages):
+        if stage.name in names[:i]:
+            raise SpecError(f"{where}: 'stages[{i}].name': stage '{stage.name}' is declared twice")
+        if stage.parent is not None and stage.parent not in names[:i]:
+            raise SpecError(
+                f"{where}: 'stages[{i}].parent': '{stage.parent}' is no earlier stage (earlier: {', '.join(names[:i]) or 'none'})"
+            )
+        if stage.parent is None and stage.parent_epoch is not None:
+            raise SpecError(f"{where}: 'stages[{i}].parent_epoch' needs a 'parent'")
+    stages = _stage_specs(spec)  # each stage validated as a zoo of its own
+    for i, stage in enumerate(spec.stages):
+        if stage.parent is not None and stage.parent_epoch is not None:
+            last = stages[stage.parent].training.epochs
+            if not 0 <= stage.parent_epoch <= last:
+                raise SpecError(f"{where}: 'stages[{i}].parent_epoch' {stage.parent_epoch} is not an epoch of '{stage.parent}' (0..{last})")
+        if stage.parent is None and any(f.head for f in (e.factors for e in stages[stage.name].models())):
+            raise SpecError(f"{where}: 'stages[{i}].grid.head': only a stage with a parent puts a new head on it")
+
+
 def _check(spec: ZooSpec, where: str) -> None:
-    choices = {"activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS}
+    if spec.stages:
+        _check_stages(spec, where)
+    choices = {"activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS, "head": ("linear", "mlp")}
     for key, allowed in choices.items():
         for v in spec.grid.get(key, []):
             if v not in allowed:
@@ -468,5 +574,7 @@ def _check(spec: ZooSpec, where: str) -> None:
             raise SpecError(
                 f"{where}: 'image_data.{key}' has {len(stats)} values for {data.channels} channel(s)"
             )
+    if data.classes is not None and (len(data.classes) != data.num_classes or len(set(data.classes)) != len(data.classes)):
+        raise SpecError(f"{where}: 'image_data.classes' must list {data.num_classes} different labels (image_data.num_classes)")
     if (data.mean is None) != (data.std is None):
         raise SpecError(f"{where}: 'image_data.mean' and 'image_data.std' go together; give both or neither")

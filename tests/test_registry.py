@@ -24,20 +24,23 @@ def params_of(spec):
 @pytest.mark.parametrize("name", registered_zoos())
 def test_every_zoo_runs_at_smoke_scale(name, tmp_path):
     spec = load_spec(name)
-    assert zoo_layout(spec).n_params == params_of(spec)
+    if spec.architecture.name != "vit":  # the ViT zoos' counts are checked in test_vit_zoo
+        assert zoo_layout(spec).n_params == params_of(spec)
     smoke = spec.smoke()
     assert smoke.image_data.source == ("synthetic:32" if spec.architecture.name == "resnet18" else "synthetic:256")
     train_zoo(smoke, tmp_path / "zoo", progress=False)
     hub = build_hub(tmp_path / "zoo")
     for config in ("metadata", "weights"):
         ds = datasets.load_dataset(str(hub), config)
-        assert sum(len(s) for s in ds.values()) == 2 * 2
+        assert sum(len(s) for s in ds.values()) == len(smoke.models()) * 2  # 2 models a stage, epochs 0 and 1
+    assert len(smoke.models()) == 2 * max(1, len(spec.stages))
     row = next(iter(ds.values()))[0]
     card = (hub / "README.md").read_text()
     assert all(note.strip() in card for note in spec.notes)  # deviations on record in the card
     assert ("Train-time augmentation" in card) == bool(spec.training.augmentation)
     layout = zoo_layout(spec)  # weights: the parameters, then (ResNet) BatchNorm running statistics
-    assert len(row["weights"]) == layout.numel == params_of(spec) + sum(e.numel for e in layout.entries if e.kind == "buffer")
+    if spec.architecture.name != "vit":
+        assert len(row["weights"]) == layout.numel == params_of(spec) + sum(e.numel for e in layout.entries if e.kind == "buffer")
 
 
 def test_seed_zoos_are_registered_with_the_papers_sizes():
@@ -101,7 +104,7 @@ def test_modelzoos_list_shows_every_zoo_and_the_papers_total(capsys):
     assert lines["cifar100-resnet18"][1:4] == ["1,000", "60", "11,220,132"]
     assert lines["svhn-cnn-s-hyp-random"][1:4] == ["4,320", "50", "2,464"]
     assert 'zoos of "Model Zoos" (Schürholt et al., NeurIPS 2022): 27, 50,360 models' in out
-    assert len(registered_zoos()) == 29  # the 27, EuroSAT and the embedded digits zoo
+    assert len(registered_zoos()) == 30  # the 27, EuroSAT and the two embedded digits zoos
 
 
 def test_random_seeds_survive_the_frozen_zoo_yaml():

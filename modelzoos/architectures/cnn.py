@@ -28,6 +28,7 @@ Stage = tuple[int, int, bool, bool]
 class ConvNet(nn.Module):
     """Conv stages (conv -> [pool] -> act -> [dropout]), then fc1 -> act -> dropout -> fc2."""
 
+    HEAD = "fc2"  # what a fine-tune replaces
     STAGES: ClassVar[list[Stage]]
     FLAT: ClassVar[int]  # features after the last stage
     HIDDEN: ClassVar[int] = 20

@@ -42,6 +42,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
+    HEAD = "fc"  # what a fine-tune replaces
+
     def __init__(self, in_channels: int = 3, num_classes: int = 10, activation: str = "relu", dropout: float = 0.0) -> None:
         super().__init__()
         if dropout:

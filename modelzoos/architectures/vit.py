@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from transformers import ViTConfig, ViTForImageClassification
 
-from . import register_model
+from . import ACTIVATIONS
 
 # our activation names -> transformers' ACT2FN names
 HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "silu", "tanh": "tanh", "sigmoid": "sigmoid", "leakyrelu": "leaky_relu"}
@@ -27,6 +27,8 @@ HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "silu", "tanh": "tanh"
 
 class ViT(ViTForImageClassification):
     """ViTForImageClassification whose forward takes images and returns logits."""
+
+    HEAD = "classifier"  # what a fine-tune replaces
 
     def forward(self, pixel_values: Tensor) -> Tensor:  # type: ignore[override]
         return super().forward(pixel_values=pixel_values).logits
@@ -80,8 +82,16 @@ def vit_config(
     return config
 
 
-@register_model("vit")
-def vit(dropout: float = 0.0, **kwargs) -> nn.Module:
+def vit(dropout: float = 0.0, head: str = "linear", **kwargs) -> nn.Module:
+    """A ViT with a linear head (transformers' own) or an MLP head (linear, activation, linear at
+    the hidden width), as the ViT zoo's fine-tunes use."""
     if dropout:
         raise ValueError("the ViT zoos use no dropout")
-    return ViT(vit_config(**kwargs))
+    model = ViT(vit_config(**kwargs))
+    if head == "mlp":
+        hidden, classes = model.config.hidden_size, model.config.num_labels
+        act = ACTIVATIONS[kwargs.get("activation", "gelu")]()
+        model.classifier = nn.Sequential(nn.Linear(hidden, hidden), act, nn.Linear(hidden, classes))
+    elif head != "linear":
+        raise ValueError(f"unknown head '{head}'; use linear or mlp")
+    return model

@@ -13,7 +13,7 @@ import safetensors.torch
 
 from ..architectures import create_model
 from ..errors import ModelzoosError
-from ..spec import Factors, ZooSpec
+from ..spec import Factors, ModelEntry, ZooSpec
 from ..zoo_dir import ZooDir
 from .layout import Layout, flatten, layout_of
 
@@ -21,14 +21,48 @@ METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_
 _FACTOR_TYPES = {int: "int64", float: "float64", str: "string", bool: "bool"}
 
 
+def stage_of(spec: ZooSpec, entry: ModelEntry) -> ZooSpec:
+    """The single-stage spec a model trained under."""
+    return spec.stage_spec(entry.stage) if spec.stages else spec
+
+
+def model_layouts(spec: ZooSpec) -> dict[str, Layout]:
+    """Each model's layout, by model_id. A single-stage zoo has one; a staged zoo may have several
+    (a pre-training head of other width, MLP and linear fine-tuning heads)."""
+    built: dict[str, Layout] = {}
+    out = {}
+    for entry in spec.models():
+        own = stage_of(spec, entry)
+        args = own.architecture_args(entry.factors)
+        key = json.dumps([own.architecture.name, args], sort_keys=True)
+        if key not in built:
+            built[key] = layout_of(create_model(own.architecture.name, **args))
+        out[entry.model_id] = built[key]
+    return out
+
+
 def zoo_layout(spec: ZooSpec) -> Layout:
-    """Every model of a zoo shares one layout (factors such as activation do not change it)."""
-    f = spec.models()[0].factors
-    return layout_of(create_model(spec.architecture.name, **spec.architecture_args(f)))
+    """The layout every model of the zoo shares (factors such as activation do not change it);
+    for a zoo of several layouts, that of its first model (see `model_layouts`)."""
+    return next(iter(model_layouts(spec).values()))
 
 
-def features(layout: Layout, weights: bool) -> datasets.Features:
-    """Column types: ids and lineage, the factors as typed columns, metrics, and maybe weights."""
+def named_layouts(spec: ZooSpec) -> dict[str, Layout]:
+    """The zoo's layouts by name: {"layout": ...} for a zoo of one, else one per stage and head
+    ("pretrain", "finetune-linear", "finetune-mlp")."""
+    layouts = model_layouts(spec)
+    if len(distinct_layouts(spec)) == 1:
+        return {"layout": next(iter(layouts.values()))}
+    return {f"{e.stage}{'-' + e.factors.head if e.factors.head else ''}": layouts[e.model_id] for e in spec.models()}
+
+
+def distinct_layouts(spec: ZooSpec) -> list[Layout]:
+    return list({id(layout): layout for layout in model_layouts(spec).values()}.values())
+
+
+def features(layout: Layout | None, weights: bool) -> datasets.Features:
+    """Column types: ids and lineage, the factors as typed columns, metrics, and maybe weights
+    (a fixed-length vector for a zoo of one `layout`, a variable-length one for layout None)."""
     hints = typing.get_type_hints(Factors)
     cols: dict[str, typing.Any] = {
         "model_id": datasets.Value("string"),
@@ -47,15 +81,15 @@ def features(layout: Layout, weights: bool) -> datasets.Features:
         cols[m] = datasets.Value("float64")
     cols["status"] = datasets.Value("string")
     if weights:
-        cols["weights"] = datasets.List(datasets.Value("float32"), length=layout.numel)
+        cols["weights"] = datasets.List(datasets.Value("float32"), length=layout.numel if layout else -1)
     return datasets.Features(cols)
 
 
 def incomplete_models(zoo: ZooDir, spec: ZooSpec) -> list[str]:
     """Models of the spec that miss an epoch's metrics or checkpoint."""
-    epochs = range(spec.training.epochs + 1)
     bad = []
     for entry in spec.models():
+        epochs = range(stage_of(spec, entry).training.epochs + 1)
         rows = zoo.read_metrics(entry.model_id)
         if len(rows) != len(epochs) or not all(zoo.checkpoint(entry.model_id, e).is_file() for e in epochs):
             bad.append(entry.model_id)
@@ -94,5 +128,9 @@ def model_table(zoo: ZooDir, model_id: str, features: datasets.Features, layout:
         flat = np.stack(
             [flatten(safetensors.torch.load_file(zoo.checkpoint(model_id, r["epoch"])), layout).numpy() for r in metrics]
         )
-        columns["weights"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), layout.numel)
+        if features["weights"].length == -1:  # several layouts: offsets instead of a fixed size
+            offsets = pa.array(np.arange(n + 1, dtype=np.int32) * layout.numel)
+            columns["weights"] = pa.ListArray.from_arrays(offsets, pa.array(flat.reshape(-1)))
+        else:
+            columns["weights"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), layout.numel)
     return pa.Table.from_pydict(columns, schema=features.arrow_schema)

@@ -5,7 +5,8 @@
     ds = builder.as_dataset()
 
 Configs: `metadata` (factors and metrics, no weights) and `weights` (adds the flat float32 vector
-described by layout.json). Splits are by model, from the model_id (see `splits.py`).
+described by layout.json). Splits are by model, from the model_id (see `splits.py`); in a staged
+zoo by lineage: a fine-tune is in its backbone's split.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import datasets
 from datasets.builder import Key
 
 from ..zoo_dir import ZooDir
-from .rows import check_complete, features, model_table, zoo_layout
+from .rows import check_complete, distinct_layouts, features, model_layouts, model_table
 from .splits import SPLITS, split_of
 
 
@@ -37,9 +38,10 @@ class ModelZoo(datasets.ArrowBasedBuilder):
 
     def _info(self) -> datasets.DatasetInfo:
         spec = ZooDir(self.config.data_dir).load_spec()
+        layouts = distinct_layouts(spec)
         return datasets.DatasetInfo(
             description=spec.description,
-            features=features(zoo_layout(spec), self.config.weights),
+            features=features(layouts[0] if len(layouts) == 1 else None, self.config.weights),
             license=spec.license,
         )
 
@@ -48,8 +50,12 @@ class ModelZoo(datasets.ArrowBasedBuilder):
         spec = zoo.load_spec()
         check_complete(zoo, spec)
         by_split: dict[str, list[str]] = {name: [] for name in SPLITS}
+        # A fine-tune goes where its backbone goes: siblings share most of their weights, and a
+        # test split holding relatives of training models would leak.
+        root: dict[str, str] = {}
         for entry in spec.models():
-            by_split[split_of(entry.model_id)].append(entry.model_id)
+            root[entry.model_id] = root[entry.parent_id] if entry.parent_id else entry.model_id
+            by_split[split_of(root[entry.model_id])].append(entry.model_id)
         return [
             datasets.SplitGenerator(name=name, gen_kwargs={"model_ids": ids})
             for name, ids in by_split.items()
@@ -58,6 +64,6 @@ class ModelZoo(datasets.ArrowBasedBuilder):
 
     def _generate_tables(self, model_ids: list[str]):
         zoo = ZooDir(self.config.data_dir)
-        layout = zoo_layout(zoo.load_spec())
+        layouts = model_layouts(zoo.load_spec())
         for i, model_id in enumerate(model_ids):
-            yield Key(i, 0), model_table(zoo, model_id, self.info.features, layout)
+            yield Key(i, 0), model_table(zoo, model_id, self.info.features, layouts[model_id])

@@ -39,7 +39,8 @@ def content_digest(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def render_card(spec: ZooSpec, layout: Layout, summary: ZooSummary, hub_dir: Path) -> DatasetCard:
+def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, hub_dir: Path) -> DatasetCard:
+    """`layouts` by name, as `builder.rows.named_layouts` gives them ({"layout": ...} for one)."""
     splits = sorted(summary.models_per_split, key=["train", "validation", "test"].index)
     # `datasets` caches a local folder under its name ("hub") and a hash of its card's configs,
     # not of its files: without the content digest in the config, loading a second zoo's hub
@@ -66,7 +67,12 @@ def render_card(spec: ZooSpec, layout: Layout, summary: ZooSummary, hub_dir: Pat
         values = list(dict.fromkeys(getattr(m.factors, f.name) for m in models))
         shown = ", ".join(map(str, values)) if len(values) <= 12 else f"{len(values)} values, {values[0]} .. {values[-1]}"
         factors.append({"name": f.name, "values": shown.replace("None", "(not used)")})
-    layers = [dataclasses.asdict(e) for e in layout.entries]
+    layer_tables = {name: [dataclasses.asdict(e) for e in layout.entries] for name, layout in layouts.items()}
+    stages = [
+        {"name": st.name, "parent": st.parent, "parent_epoch": st.parent_epoch, "spec": spec.stage_spec(st.name),
+         "models": sum(m.stage == st.name for m in models)}
+        for st in spec.stages
+    ]
     return DatasetCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -75,7 +81,8 @@ def render_card(spec: ZooSpec, layout: Layout, summary: ZooSummary, hub_dir: Pat
         splits=splits,
         config_descriptions=CONFIGS,
         factors=factors,
-        layers=layers,
-        layout=layout,
+        layer_tables=layer_tables,
+        layouts=layouts,
+        stages=stages,
         repo_id=f"modelzoos/{spec.name}",
     )

@@ -20,6 +20,7 @@ class ZooSummary:
     final_test_acc_mean: float
     final_test_acc_min: float
     final_test_acc_max: float
+    lineage: list[dict]  # backbones and how their fine-tunes score; empty for a single-stage zoo
 
 
 def read_metadata(hub_dir: Path) -> dict[str, pa.Table]:
@@ -32,11 +33,37 @@ def read_metadata(hub_dir: Path) -> dict[str, pa.Table]:
     return tables
 
 
+def final_rows(table: pa.Table) -> pa.Table:
+    """Each model's row at its last epoch (the stages of a staged zoo may train for other counts)."""
+    last = table.group_by("model_id").aggregate([("epoch", "max")]).rename_columns(["model_id", "last_epoch"])
+    joined = table.join(last, "model_id")
+    return joined.filter(pc.equal(joined["epoch"], joined["last_epoch"])).drop_columns(["last_epoch"])
+
+
+def lineage(table: pa.Table) -> list[dict]:
+    """Per model with children (a backbone): its final test accuracy and its children's (count,
+    mean, min, max), in the order of the backbones' ids."""
+    final = final_rows(table).to_pylist()
+    acc = {r["model_id"]: r for r in final}
+    children: dict[str, list[float]] = {}
+    for r in final:
+        if r["parent_id"] is not None:
+            children.setdefault(r["parent_id"], []).append(r["test_acc"])
+    return [
+        {
+            "model_id": p, "seed": acc[p]["seed"], "stage": acc[p]["stage"], "test_acc": acc[p]["test_acc"],
+            "children": len(c), "mean": sum(c) / len(c), "min": min(c), "max": max(c),
+        }
+        for p, c in sorted(children.items())
+        if p in acc
+    ]
+
+
 def summarize(hub_dir: Path) -> ZooSummary:
     tables = read_metadata(hub_dir)
     table = pa.concat_tables(tables.values())
     last = pc.max(table["epoch"]).as_py()
-    final = table.filter(pc.equal(table["epoch"], last))
+    final = final_rows(table)
     acc = final["test_acc"]
     faulty = final.filter(pc.not_equal(final["status"], "ok")).num_rows
     return ZooSummary(
@@ -48,4 +75,5 @@ def summarize(hub_dir: Path) -> ZooSummary:
         final_test_acc_mean=pc.mean(acc).as_py(),
         final_test_acc_min=pc.min(acc).as_py(),
         final_test_acc_max=pc.max(acc).as_py(),
+        lineage=lineage(table),
     )

@@ -81,6 +81,24 @@ def activation_floats(spec: ZooSpec) -> int:
     return max(1, (counts[1] - counts[0]) // 2)
 
 
+def start_weights(spec: ZooSpec, entry: ModelEntry, zoo: ZooDir) -> dict[str, Tensor] | None:
+    """A fine-tune's epoch 0: its parent's weights at `parent_epoch` under a new head (the
+    architecture's `HEAD` module, drawn from the fine-tune's own seed). None for a model without
+    a parent: it starts from `initial_model`."""
+    if entry.parent_id is None:
+        return None
+    model = initial_model(spec, entry.factors)
+    head = f"{model.HEAD}."
+    parent = safetensors.torch.load_file(zoo.checkpoint(entry.parent_id, entry.parent_epoch))
+    state = model.state_dict()
+    for name, t in state.items():
+        if not name.startswith(head):
+            if name not in parent or parent[name].shape != t.shape:
+                raise ValueError(f"model {entry.model_id}: its parent {entry.parent_id} has no tensor '{name}' of shape {tuple(t.shape)}")
+            state[name] = parent[name]
+    return state
+
+
 def data_order(seed: int, epoch: int, n: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, "order", epoch)))
 
@@ -97,7 +115,7 @@ def augment_keys(seeds: list[int], epoch: int, step: int, device: torch.device |
 
 def structure_key(f: Factors) -> tuple:
     """Models that can share a stacked step: same module structure and same update rule."""
-    return (f.activation, f.optimizer)
+    return (f.activation, f.optimizer, f.head)
 
 
 @dataclass
@@ -172,11 +190,9 @@ class GroupTrainer:
             path = self.zoo.state_path(e.model_id)
             saved = torch.load(path, map_location="cpu", weights_only=True)["epochs"] if path.is_file() else {}
             states.append({ep: opt for ep, opt in saved.items() if ep < len(history)})
-        if not all(states):
-            return [Member(e) for e in entries]
-        epoch = min(max(s) for s in states)
-        if not all(epoch in s for s in states):
-            return [Member(e) for e in entries]
+        epoch = min(max(s, default=-1) for s in states)
+        if epoch < 0 or not all(epoch in s for s in states):
+            return [Member(e, weights=start_weights(self.spec, e, self.zoo)) for e in entries]
         return [
             Member(e, h[: epoch + 1], safetensors.torch.load_file(self.zoo.checkpoint(e.model_id, epoch)), s[epoch])
             for e, h, s in zip(entries, histories, states)

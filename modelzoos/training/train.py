@@ -116,7 +116,8 @@ def process_state() -> PartialState:
 
 
 def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, progress: bool = True) -> ZooDir:
-    """Train (or resume) every model of `spec` into the raw zoo directory `out`."""
+    """Train (or resume) every model of `spec` into the raw zoo directory `out`; a staged zoo
+    stage by stage, each starting once the stage it starts from is finished in every process."""
     if group_size is not None and group_size < 1:
         raise ModelzoosError(f"--group-size must be at least 1, got {group_size}")
     state = process_state()
@@ -125,26 +126,39 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
     # process alike and leaves the directory as it was. (`datasets` locks its cache, so the
     # processes may load the image data at the same time.)
     check_zoo_dir(zoo, spec)
-    cache = zoo.image_cache(_image_key(spec))
-    cached = cache.is_file()
-    if cached:
-        data = ImageTensors(**safetensors.torch.load_file(cache))
-    else:
-        data = load_image_tensors(spec.image_data)
-    data = data.to(state.device)
-    _check_one_step(spec, data, state.device)
-    trainer = GroupTrainer(spec, zoo, data, state.device)
+    stages = [(st.name, spec.stage_spec(st.name)) for st in spec.stages] or [("train", spec)]
+    prepared = []
+    for name, stage_spec in stages:
+        cache = zoo.image_cache(_image_key(stage_spec))
+        cached = cache.is_file()
+        data = ImageTensors(**safetensors.torch.load_file(cache)) if cached else load_image_tensors(stage_spec.image_data)
+        _check_one_step(stage_spec, data.to(state.device), state.device)
+        prepared.append((name, stage_spec, data, None if cached else cache))
     if state.device.type == "cuda":  # the same bytes from the same command, on GPUs too
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     state.wait_for_everyone()  # every process has checked before process 0 writes anything
     if state.is_main_process and (not zoo.spec_path.is_file() or zoo.load_spec() != spec):
         atomic_write(zoo.spec_path, spec.to_yaml())  # new, or the same zoo with a new description
-    if state.is_main_process and not cached:
-        atomic_write(cache, safetensors.torch.save({k: v.cpu().contiguous() for k, v in vars(data).items()}))
+    for _, _, data, new_cache in prepared:
+        if state.is_main_process and new_cache is not None:
+            atomic_write(new_cache, safetensors.torch.save({k: v.contiguous() for k, v in vars(data).items()}))
     state.wait_for_everyone()
 
+    entries = spec.models()
+    for name, stage_spec, data, _ in prepared:
+        mine = [e for e in entries if e.stage == name][state.process_index :: state.num_processes]
+        _train_stage(stage_spec, zoo, mine, data.to(state.device), state, group_size, progress)
+        state.wait_for_everyone()  # a later stage starts from this one's checkpoints
+    return zoo
+
+
+def _train_stage(
+    spec: ZooSpec, zoo: ZooDir, mine: list[ModelEntry], data: ImageTensors, state: PartialState,
+    group_size: int | None, progress: bool,
+) -> None:
+    """This process's models of one (single-stage) spec, in groups, resuming what was begun."""
+    trainer = GroupTrainer(spec, zoo, data, state.device)
     epochs = spec.training.epochs
-    mine = spec.models()[state.process_index :: state.num_processes]
     # Groups come from the grid alone, so a re-run of the same command rebuilds the same groups.
     groups = group_models(mine, group_size or default_group_size(state.device, spec, trainer.per_image))
     todo = []
@@ -168,10 +182,11 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
             f"{len(mine) - sum(map(len, todo))} already finished",
             file=sys.stderr,
         )
+    stage = f" ({mine[0].stage})" if mine and mine[0].stage != "train" else ""
     bar = tqdm(
         total=sum((epochs + 1 - m.next_epoch) for members in todo for m in members),
         unit="model-epoch",
-        desc=f"training {spec.name}",
+        desc=f"training {spec.name}{stage}",
         disable=not (progress and state.is_local_main_process),
     )
     with bar:
@@ -179,8 +194,6 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
             for m in members:
                 _write_config(zoo, spec, m.entry)
             trainer.run(members, on_epoch=lambda: bar.update(1))
-    state.wait_for_everyone()
-    return zoo
 
 
 def _image_key(spec: ZooSpec) -> str:
@@ -215,9 +228,9 @@ def _write_config(zoo: ZooDir, spec: ZooSpec, entry: ModelEntry) -> None:
         "model_id": entry.model_id,
         "index": entry.index,
         "zoo": spec.name,
-        "stage": "train",
-        "parent_id": None,
-        "parent_epoch": None,
+        "stage": entry.stage,
+        "parent_id": entry.parent_id,
+        "parent_epoch": entry.parent_epoch,
         "factors": dataclasses.asdict(entry.factors),
         "architecture": spec.architecture.name,
         "architecture_args": spec.architecture_args(entry.factors),

@@ -1,4 +1,4 @@
-"""The `modelzoos` command: list, show, train, build, run."""
+"""The `modelzoos` command: list, show, train, build, soups, run."""
 
 from __future__ import annotations
 
@@ -74,6 +74,25 @@ def cmd_build(args: argparse.Namespace) -> None:
     print(f"Hub folder: {hub}")
 
 
+def cmd_soups(args: argparse.Namespace) -> None:
+    import json
+
+    from .soups import write_soup_report
+
+    path = write_soup_report(args.dir, args.k)
+    report = json.loads(path.read_text())
+    print(
+        f"epoch average of the last {report['k']} epochs: {report['epoch_average_gain_mean']:+.4f} test accuracy on "
+        f"average ({report['epoch_average_improved']} of {len(report['models'])} fine-tunes better)"
+    )
+    for f in report["families"]:
+        print(
+            f"backbone {f['parent_id']} {f['head']}: best sibling {f['best_sibling']:.4f}, uniform soup "
+            f"{f['uniform_soup']:.4f}, greedy soup {f['greedy_soup']:.4f} ({f['greedy_ingredients']} of {f['siblings']})"
+        )
+    print(f"written to {path}; `modelzoos build {args.dir}` puts the table in the card")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from .hub import build_hub
     from .hub_cards import summarize
@@ -84,15 +103,22 @@ def cmd_run(args: argparse.Namespace) -> None:
     train_zoo(spec, args.out, group_size=args.group_size)
     if not process_state().is_main_process:
         return
+    if any(st.parent for st in spec.stages):  # a zoo with fine-tunes: measure weight averaging
+        from .soups import write_soup_report
+
+        write_soup_report(args.out)
     hub = build_hub(args.out).resolve()
     s = summarize(hub)
     minutes, seconds = divmod(int(time.monotonic() - start), 60)
-    print(f"\n{spec.name}: {s.models} models x {s.epochs} epochs in {minutes}m{seconds:02d}s")
-    print(
-        f"final test accuracy: mean {s.final_test_acc_mean:.4f}, "
-        f"range {s.final_test_acc_min:.4f} .. {s.final_test_acc_max:.4f}"
-        + (f" ({s.faulty_models} faulty models)" if s.faulty_models else "")
-    )
+    print(f"\n{spec.name}: {s.models} models in {minutes}m{seconds:02d}s")
+    order = [st.name for st in spec.stages]
+    for stage, st in sorted(s.stages.items(), key=lambda item: order.index(item[0]) if item[0] in order else -1):
+        print(
+            f"{'' if stage == 'train' else stage + ': '}{st['models']} models x {st['epochs']} epochs, final test accuracy: "
+            f"mean {st['mean']:.4f}, range {st['min']:.4f} .. {st['max']:.4f}"
+        )
+    if s.faulty_models:
+        print(f"{s.faulty_models} faulty models (status 'diverged')")
     print(f"hub folder: {hub}")
     print(f'load it:   datasets.load_dataset("{hub}")  or  load_dataset("{hub}", "weights")')
 
@@ -123,6 +149,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="write DIR/hub: Parquet tables, layout.json and the dataset card")
     p.add_argument("dir", type=Path, help="a raw zoo directory written by `modelzoos train`")
     p.set_defaults(func=cmd_build)
+    p = sub.add_parser("soups", help="measure epoch averaging and soups of a staged zoo's fine-tunes (DIR/soups.json)")
+    p.add_argument("dir", type=Path, help="a raw zoo directory of a staged zoo, fully trained")
+    p.add_argument("--k", type=int, default=3, help="average each fine-tune's last K epochs (default 3)")
+    p.set_defaults(func=cmd_soups)
     p = sub.add_parser("run", help="train and build a zoo, then print a summary (the main job)")
     _add_zoo_args(p)
     p.set_defaults(func=cmd_run)

@@ -46,6 +46,8 @@ def build_hub(zoo_dir: str | Path) -> Path:
             for name, layout in layouts.items():
                 atomic_write(stage / "layouts" / f"{name}.json", layout.to_json())
         shutil.copyfile(zoo.spec_path, stage / "zoo.yaml")  # the resolved spec: enough to regenerate
+        if (zoo.root / "soups.json").is_file():  # `modelzoos soups` measured weight averaging
+            shutil.copyfile(zoo.root / "soups.json", stage / "soups.json")
         render_card(spec, layouts, summarize(stage), stage).save(stage / "README.md")
         _swap(stage, zoo.hub_dir)
     except BaseException:

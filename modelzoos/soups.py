@@ -18,10 +18,15 @@ test accuracy of the result, so the test split never chooses.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
+
+from .errors import ModelzoosError
 
 State = Mapping[str, Tensor]
 
@@ -73,3 +78,79 @@ def greedy_soup(states: Sequence[State], score: Callable[[State], float]) -> tup
         if s >= best:
             used, best, soup = used + [i], s, candidate
     return soup, used
+
+
+def soup_report(zoo_dir: str | Path, k: int = 3) -> dict[str, Any]:
+    """What weight averaging gives in a staged zoo, on the fine-tuning stage's test images.
+
+    Per fine-tune: the test accuracy of its last epoch and of the average of its last `k` epochs.
+    Per backbone and head (siblings of one layout): the best sibling by validation accuracy, the
+    uniform soup and the greedy soup (ingredients chosen on validation accuracy), all on test.
+    Written by `write_soup_report` to the raw zoo as soups.json; the card shows it.
+    """
+    import safetensors.torch
+
+    from .builder.rows import check_complete
+    from .data import load_image_tensors
+    from .training import evaluate
+    from .training.engine import initial_model
+    from .zoo_dir import ZooDir
+
+    zoo = ZooDir(zoo_dir)
+    spec = zoo.load_spec()
+    tuned = [st for st in spec.stages if st.parent is not None]
+    if not tuned:
+        raise ModelzoosError(f"{zoo.root}: '{spec.name}' has no fine-tuning stage; soups need a staged zoo such as digits-vit")
+    check_complete(zoo, spec)
+    stage = spec.stage_spec(tuned[-1].name)
+    data = load_image_tensors(stage.image_data)
+    epochs = stage.training.epochs
+    if not 1 <= k <= epochs:
+        raise ModelzoosError(f"--k must be between 1 and the {epochs} fine-tuning epochs, got {k}")
+
+    def score(entry, state, split):
+        model = initial_model(stage, entry.factors)
+        model.load_state_dict(state)
+        return evaluate(model, *data.split(split))[1]
+
+    models = [e for e in spec.models() if e.stage == tuned[-1].name]
+    per_model, finals = [], {}
+    for e in tqdm(models, desc="epoch averages", unit="model"):
+        states = [safetensors.torch.load_file(zoo.checkpoint(e.model_id, ep)) for ep in range(epochs + 1)]
+        finals[e.model_id] = states[-1]
+        last = zoo.read_metrics(e.model_id)[-1]["test_acc"]
+        per_model.append({"model_id": e.model_id, "last": last, "averaged": score(e, epoch_average(states[1:], k), "test")})
+    families: dict[tuple, list] = {}
+    for e in models:
+        families.setdefault((e.parent_id, e.factors.head), []).append(e)
+    per_family = []
+    for (parent, head), members in tqdm(families.items(), desc="soups", unit="family"):
+        states = [finals[e.model_id] for e in members]
+        val = [score(e, s, "val") for e, s in zip(members, states)]
+        best = max(range(len(members)), key=val.__getitem__)
+        greedy, used = greedy_soup(states, lambda s: score(members[0], s, "val"))
+        per_family.append({
+            "parent_id": parent, "head": head, "siblings": len(members),
+            "best_sibling": score(members[best], states[best], "test"),
+            "uniform_soup": score(members[0], uniform_soup(states), "test"),
+            "greedy_soup": score(members[0], greedy, "test"), "greedy_ingredients": len(used),
+        })
+    gains = [m["averaged"] - m["last"] for m in per_model]
+    return {
+        "k": k,
+        "models": per_model,
+        "families": per_family,
+        "epoch_average_gain_mean": sum(gains) / len(gains),
+        "epoch_average_improved": sum(g > 0 for g in gains),
+        "epoch_average_worse": sum(g < 0 for g in gains),
+    }
+
+
+def write_soup_report(zoo_dir: str | Path, k: int = 3) -> Path:
+    """soups.json in the raw zoo directory (the card of the next `modelzoos build` shows it)."""
+    from .zoo_dir import ZooDir, atomic_write
+
+    zoo = ZooDir(zoo_dir)
+    path = zoo.root / "soups.json"
+    atomic_write(path, json.dumps(soup_report(zoo_dir, k), indent=1))
+    return path

@@ -71,3 +71,29 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
     assert sorted(p.name for p in (hub / "layouts").iterdir()) == ["finetune-linear.json", "finetune-mlp.json", "pretrain.json"]
     card = (hub / "README.md").read_text()
     assert "## Stages and lineage" in card and f"`{spec.models()[0].model_id}`" in card
+
+
+def test_soup_report_on_the_fine_tunes_and_in_the_card(vit_zoo):
+    import json
+
+    from modelzoos.soups import write_soup_report
+
+    spec, zoo, _ = vit_zoo
+    report = json.loads(write_soup_report(zoo.root, k=2).read_text())
+    assert report["k"] == 2 and len(report["models"]) == 4
+    assert {(f["head"], f["siblings"]) for f in report["families"]} == {("linear", 2), ("mlp", 2)}
+    for m in report["models"]:
+        assert m["last"] == zoo.read_metrics(m["model_id"])[-1]["test_acc"] and 0 <= m["averaged"] <= 1
+    for f in report["families"]:
+        assert 1 <= f["greedy_ingredients"] <= 2 and all(0 <= f[k] <= 1 for k in ("best_sibling", "uniform_soup", "greedy_soup"))
+    card = (build_hub(zoo.root) / "README.md").read_text()
+    assert "## Weight averaging and soups" in card and f"{report['epoch_average_gain_mean']:+.4f}" in card
+
+
+def test_soups_of_a_zoo_without_fine_tunes_is_refused(tiny_zoo, capsys):
+    from modelzoos.cli import main
+
+    _, root = tiny_zoo
+    assert main(["soups", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "has no fine-tuning stage" in err and not (root / "soups.json").exists()

@@ -7,6 +7,7 @@ spec, layout.json and the built tables.
 from __future__ import annotations
 
 import dataclasses
+import json
 import hashlib
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, 
          "models": sum(m.stage == st.name for m in models)}
         for st in spec.stages
     ]
+    order = [st.name for st in spec.stages]  # stages in the spec's order, not the tables'
+    summary = dataclasses.replace(summary, stages={n: summary.stages[n] for n in sorted(summary.stages, key=lambda n: order.index(n) if n in order else -1)})
+    soups = json.loads((hub_dir / "soups.json").read_text()) if (hub_dir / "soups.json").is_file() else None
     return DatasetCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -84,5 +88,6 @@ def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, 
         layer_tables=layer_tables,
         layouts=layouts,
         stages=stages,
+        soups=soups,
         repo_id=f"modelzoos/{spec.name}",
     )

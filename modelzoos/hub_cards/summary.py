@@ -21,6 +21,7 @@ class ZooSummary:
     final_test_acc_min: float
     final_test_acc_max: float
     lineage: list[dict]  # backbones and how their fine-tunes score; empty for a single-stage zoo
+    stages: dict[str, dict]  # per stage: models, last epoch, final test accuracy mean, min, max
 
 
 def read_metadata(hub_dir: Path) -> dict[str, pa.Table]:
@@ -76,4 +77,17 @@ def summarize(hub_dir: Path) -> ZooSummary:
         final_test_acc_min=pc.min(acc).as_py(),
         final_test_acc_max=pc.max(acc).as_py(),
         lineage=lineage(table),
+        stages=per_stage(final),
     )
+
+
+def per_stage(final: pa.Table) -> dict[str, dict]:
+    out = {}
+    for stage in dict.fromkeys(final["stage"].to_pylist()):
+        rows = final.filter(pc.equal(final["stage"], stage))
+        acc = rows["test_acc"]
+        out[stage] = {
+            "models": rows.num_rows, "epochs": pc.max(rows["epoch"]).as_py(),
+            "mean": pc.mean(acc).as_py(), "min": pc.min(acc).as_py(), "max": pc.max(acc).as_py(),
+        }
+    return out

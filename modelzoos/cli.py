@@ -27,7 +27,7 @@ PUBLICATION_NAMES = {"model-zoos": '"Model Zoos" (Schürholt et al., NeurIPS 202
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from .builder.rows import zoo_layout
+    from .builder.rows import distinct_layouts
 
     rows = [("zoo", "models", "epochs", "params", "image data")]
     totals: dict[str | None, list[int]] = {}
@@ -35,7 +35,9 @@ def cmd_list(args: argparse.Namespace) -> None:
         spec = load_spec(name)
         n = len(spec.models())
         epochs = "+".join(str(spec.stage_spec(st.name).training.epochs) for st in spec.stages) or str(spec.training.epochs)
-        rows.append((name, f"{n:,}", epochs, f"{zoo_layout(spec).n_params:,}", spec.image_data.source))
+        counts = sorted({layout.n_params for layout in distinct_layouts(spec)})  # stages and heads may differ
+        params = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}-{counts[-1]:,}"
+        rows.append((name, f"{n:,}", epochs, params, spec.image_data.source))
         zoos_models = totals.setdefault(spec.publication, [0, 0])
         zoos_models[0] += 1
         zoos_models[1] += n

@@ -54,6 +54,15 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_show(args: argparse.Namespace) -> None:
     spec = load_spec(args.zoo)
     print(spec.to_yaml(), end="")
+    if spec.stages:
+        models = spec.models()
+        for st in spec.stages:
+            own = spec.stage_spec(st.name)
+            n = sum(m.stage == st.name for m in models)
+            start = f"from each '{st.parent}' model" if st.parent else "from scratch"
+            print(f"# stage {st.name}: {n} models ({start}); varying factors: {', '.join(own.varying_factors) or 'none'}")
+        print(f"# {len(models)} models in all")
+        return
     axes = [str(len(v)) for v in spec.grid.values()]
     if spec.random_seeds:
         axes.append(f"{spec.random_seeds.count} random seeds")

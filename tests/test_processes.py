@@ -33,3 +33,27 @@ def test_two_processes_train_the_same_zoo_as_one(tiny_spec_path, tmp_path):
             b = safetensors.torch.load_file(tmp_path / "one" / "models" / model_id / f"epoch_{epoch:03d}.safetensors")
             for name in a:
                 torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_two_processes_train_a_staged_zoo_stage_after_stage(tmp_path):
+    """Fine-tunes start only once every process has finished the backbones they start from."""
+    from modelzoos.spec import load_spec
+    from modelzoos.zoo_dir import ZooDir
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    out = tmp_path / "vit"
+    run = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "modelzoos", "train", "digits-vit",
+         "--max-models", "3", "--epochs", "1", "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("process 1 of 2: 1 models") == 2  # its share of each stage
+    spec, zoo = load_spec("digits-vit").replace(max_models=3, epochs=1), ZooDir(out)
+    tunes = [m for m in spec.models() if m.stage == "finetune"]
+    assert len(tunes) == 3 and all(len(zoo.read_metrics(m.model_id)) == 2 for m in spec.models())
+    for m in tunes:  # every fine-tune started from its backbone's finished last epoch
+        start = safetensors.torch.load_file(zoo.checkpoint(m.model_id, 0))
+        parent = safetensors.torch.load_file(zoo.checkpoint(m.parent_id, 1))
+        assert torch.equal(start["vit.embeddings.cls_token"], parent["vit.embeddings.cls_token"])

@@ -8,6 +8,7 @@ path to a user's own YAML file. Validation errors name the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -203,7 +204,21 @@ class ZooSpec:
 
     def stage_spec(self, name: str) -> ZooSpec:
         """The single-stage zoo of one stage: the zoo's settings with the stage's over them."""
-        return _stage_specs(self)[name]
+        return self._stage_specs[name]
+
+    @functools.cached_property
+    def _stage_specs(self) -> dict[str, ZooSpec]:
+        """Each stage as a single-stage ZooSpec, built (and validated) once per spec: callers ask
+        per model. (Not a field: equality, `asdict` and `replace` ignore it.)"""
+        out = {}
+        base = self.to_dict()
+        for stage in self.stages:
+            data = {k: v for k, v in base.items() if k not in ("stages", "random_seeds", "grid")}
+            data["image_data"] = {**base["image_data"], **stage.image_data}
+            data["training"] = {**base["training"], **stage.training}
+            data["grid"] = stage.grid
+            out[stage.name] = spec_from_dict(data, where=f"{self.name}: stages '{stage.name}'")
+        return out
 
     def models(self) -> list[ModelEntry]:
         """The ordered models: of the grid, or of every stage in order (then `max_models` caps
@@ -241,7 +256,7 @@ class ZooSpec:
     @property
     def grid_size(self) -> int:
         if self.stages:
-            return len(self.models()) if self.max_models is None else len(dataclasses.replace(self, max_models=None).models())
+            return len(dataclasses.replace(self, max_models=None).models())
         n = self.random_seeds.count if self.random_seeds else 1
         for values in self.grid.values():
             n *= len(values)
@@ -296,40 +311,29 @@ class ZooSpec:
             if epochs < 1:
                 raise SpecError(f"--epochs must be at least 1, got {epochs}")
             spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, epochs=epochs))
-            stages = [dataclasses.replace(st, training={**st.training, "epochs": epochs}) for st in spec.stages]
             spec = dataclasses.replace(spec, stages=[
-                dataclasses.replace(st, parent_epoch=None if st.parent_epoch is None else min(st.parent_epoch, epochs))
-                for st in stages
+                dataclasses.replace(
+                    st,
+                    training={**st.training, "epochs": epochs},
+                    parent_epoch=None if st.parent_epoch is None else min(st.parent_epoch, epochs),
+                )
+                for st in spec.stages
             ])
         return spec
 
 
-def _stage_specs(spec: ZooSpec) -> dict[str, ZooSpec]:
-    """Each stage as a single-stage ZooSpec, built (and validated) from the merged mappings."""
-    out = {}
-    base = spec.to_dict()
-    for stage in spec.stages:
-        data = {k: v for k, v in base.items() if k not in ("stages", "random_seeds", "grid")}
-        data["image_data"] = {**base["image_data"], **stage.image_data}
-        data["training"] = {**base["training"], **stage.training}
-        data["grid"] = stage.grid
-        out[stage.name] = spec_from_dict(data, where=f"{spec.name}: stages '{stage.name}'")
-    return out
-
-
 def _staged_models(spec: ZooSpec) -> list[ModelEntry]:
-    stages = _stage_specs(spec)
     entries: list[ModelEntry] = []
     by_stage: dict[str, list[ModelEntry]] = {}
     for stage in spec.stages:
-        own = stages[stage.name]
+        grid = dataclasses.replace(spec.stage_spec(stage.name), max_models=None)._grid_models()
         parents = by_stage[stage.parent] if stage.parent else [None]
         epoch = None
         if stage.parent:
-            epoch = stages[stage.parent].training.epochs if stage.parent_epoch is None else stage.parent_epoch
+            epoch = spec.stage_spec(stage.parent).training.epochs if stage.parent_epoch is None else stage.parent_epoch
         mine = []
         for parent in parents:
-            for e in dataclasses.replace(own, max_models=None)._grid_models():
+            for e in grid:
                 lineage = {"stage": stage.name, "parent_id": parent.model_id if parent else None, "parent_epoch": epoch}
                 mine.append(ModelEntry(len(entries) + len(mine), model_id_of(e.factors, lineage), e.factors, **lineage))
         by_stage[stage.name] = mine = mine[: spec.max_models]
@@ -498,7 +502,7 @@ def _check_stages(spec: ZooSpec, where: str) -> None:
             )
         if stage.parent is None and stage.parent_epoch is not None:
             raise SpecError(f"{where}: 'stages[{i}].parent_epoch' needs a 'parent'")
-    stages = _stage_specs(spec)  # each stage validated as a zoo of its own
+    stages = {st.name: spec.stage_spec(st.name) for st in spec.stages}  # each validated as a zoo of its own
     for i, stage in enumerate(spec.stages):
         if stage.parent is not None and stage.parent_epoch is not None:
             last = stages[stage.parent].training.epochs

@@ -51,13 +51,18 @@ def named_layouts(spec: ZooSpec) -> dict[str, Layout]:
     """The zoo's layouts by name: {"layout": ...} for a zoo of one, else one per stage and head
     ("pretrain", "finetune-linear", "finetune-mlp")."""
     layouts = model_layouts(spec)
-    if len(distinct_layouts(spec)) == 1:
+    if len(_distinct(layouts)) == 1:
         return {"layout": next(iter(layouts.values()))}
     return {f"{e.stage}{'-' + e.factors.head if e.factors.head else ''}": layouts[e.model_id] for e in spec.models()}
 
 
 def distinct_layouts(spec: ZooSpec) -> list[Layout]:
-    return list({id(layout): layout for layout in model_layouts(spec).values()}.values())
+    return _distinct(model_layouts(spec))
+
+
+def _distinct(layouts: dict[str, Layout]) -> list[Layout]:
+    """`model_layouts` shares one object per layout."""
+    return list({id(layout): layout for layout in layouts.values()}.values())
 
 
 def features(layout: Layout | None, weights: bool) -> datasets.Features:

@@ -100,8 +100,9 @@ class ZooDir:
         return spec_from_dict(data, where=str(self.spec_path))
 
     def is_hub_folder(self) -> bool:
-        """A folder `build` wrote (it carries a zoo.yaml too, but no models)."""
-        return (self.root / "layout.json").is_file() and not self.models_dir.exists()
+        """A folder `build` wrote (it carries a zoo.yaml too, but no models). Every hub folder has
+        the `metadata` config; layout.json only a zoo of one layout (a staged zoo has layouts/)."""
+        return (self.root / "metadata").is_dir() and not self.models_dir.exists()
 
     def read_config(self, model_id: str) -> dict[str, Any]:
         path = self.config_path(model_id)

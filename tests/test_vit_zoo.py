@@ -8,6 +8,7 @@ import torch
 import modelzoos
 from modelzoos.builder import split_of
 from modelzoos.data import load_image_tensors
+from modelzoos.errors import ModelzoosError
 from modelzoos.hub import build_hub
 from modelzoos.spec import load_spec
 from modelzoos.training import train_zoo
@@ -69,6 +70,8 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
         acc = (model(data.test_x).argmax(1) == data.test_y).double().mean().item()
     assert acc == pytest.approx(tune["test_acc"], abs=1e-9)
     assert sorted(p.name for p in (hub / "layouts").iterdir()) == ["finetune-linear.json", "finetune-mlp.json", "pretrain.json"]
+    with pytest.raises(ModelzoosError, match="is a hub folder"):  # it has layouts/, no layout.json
+        train_zoo(spec, hub, progress=False)
     card = (hub / "README.md").read_text()
     assert "## Stages and lineage" in card and f"`{spec.models()[0].model_id}`" in card
 

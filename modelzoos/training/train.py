@@ -132,7 +132,7 @@ def train_zoo(spec: ZooSpec, out: str | Path, group_size: int | None = None, pro
         cache = zoo.image_cache(_image_key(stage_spec))
         cached = cache.is_file()
         data = ImageTensors(**safetensors.torch.load_file(cache)) if cached else load_image_tensors(stage_spec.image_data)
-        _check_one_step(stage_spec, data.to(state.device), state.device)
+        _check_one_step(stage_spec, data, state.device)
         prepared.append((name, stage_spec, data, None if cached else cache))
     if state.device.type == "cuda":  # the same bytes from the same command, on GPUs too
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -206,7 +206,7 @@ def _check_one_step(spec: ZooSpec, data: ImageTensors, device: torch.device) -> 
     entry = spec.models()[0]
     try:
         model = initial_model(spec, entry.factors).to(device)
-        x, y = data.train_x[:2], data.train_y[:2]
+        x, y = data.train_x[:2].to(device), data.train_y[:2].to(device)  # two images, not the split
         torch.nn.functional.cross_entropy(model(x), y).backward()
     except Exception as e:  # noqa: BLE001 (any failure here is the spec's)
         raise ModelzoosError(

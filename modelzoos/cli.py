@@ -122,8 +122,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     s = summarize(hub)
     minutes, seconds = divmod(int(time.monotonic() - start), 60)
     print(f"\n{spec.name}: {s.models} models in {minutes}m{seconds:02d}s")
-    order = [st.name for st in spec.stages]
-    for stage, st in sorted(s.stages.items(), key=lambda item: order.index(item[0]) if item[0] in order else -1):
+    for stage, st in s.stages.items():
         print(
             f"{'' if stage == 'train' else stage + ': '}{st['models']} models x {st['epochs']} epochs, final test accuracy: "
             f"mean {st['mean']:.4f}, range {st['min']:.4f} .. {st['max']:.4f}"

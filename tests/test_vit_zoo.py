@@ -73,7 +73,8 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
     with pytest.raises(ModelzoosError, match="is a hub folder"):  # it has layouts/, no layout.json
         train_zoo(spec, hub, progress=False)
     card = (hub / "README.md").read_text()
-    assert "## Stages and lineage" in card and f"`{spec.models()[0].model_id}`" in card
+    assert "## Stages and lineage" in card
+    assert card.index("final test accuracy, pretrain") < card.index("final test accuracy, finetune") and f"`{spec.models()[0].model_id}`" in card
 
 
 def test_soup_report_on_the_fine_tunes_and_in_the_card(vit_zoo):

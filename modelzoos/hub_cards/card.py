@@ -74,8 +74,6 @@ def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, 
          "models": sum(m.stage == st.name for m in models)}
         for st in spec.stages
     ]
-    order = [st.name for st in spec.stages]  # stages in the spec's order, not the tables'
-    summary = dataclasses.replace(summary, stages={n: summary.stages[n] for n in sorted(summary.stages, key=lambda n: order.index(n) if n in order else -1)})
     soups = json.loads((hub_dir / "soups.json").read_text()) if (hub_dir / "soups.json").is_file() else None
     return DatasetCard.from_template(
         card_data,

@@ -41,10 +41,10 @@ def final_rows(table: pa.Table) -> pa.Table:
     return joined.filter(pc.equal(joined["epoch"], joined["last_epoch"])).drop_columns(["last_epoch"])
 
 
-def lineage(table: pa.Table) -> list[dict]:
+def lineage(final: pa.Table) -> list[dict]:
     """Per model with children (a backbone): its final test accuracy and its children's (count,
-    mean, min, max), in the order of the backbones' ids."""
-    final = final_rows(table).to_pylist()
+    mean, min, max), in the order of the backbones' ids. `final` as `final_rows` gives it."""
+    final = final.to_pylist()
     acc = {r["model_id"]: r for r in final}
     children: dict[str, list[float]] = {}
     for r in final:
@@ -76,14 +76,22 @@ def summarize(hub_dir: Path) -> ZooSummary:
         final_test_acc_mean=pc.mean(acc).as_py(),
         final_test_acc_min=pc.min(acc).as_py(),
         final_test_acc_max=pc.max(acc).as_py(),
-        lineage=lineage(table),
+        lineage=lineage(final),
         stages=per_stage(final),
     )
 
 
 def per_stage(final: pa.Table) -> dict[str, dict]:
+    """Per stage, stages from which others start first (as the spec orders them)."""
+    rows = final.select(["model_id", "stage", "parent_id"]).to_pylist()
+    stage_of = {r["model_id"]: r["stage"] for r in rows}
+    parent_stage = {r["stage"]: stage_of.get(r["parent_id"]) for r in rows}
+
+    def depth(stage: str | None) -> int:
+        return -1 if stage is None else depth(parent_stage[stage]) + 1
+
     out = {}
-    for stage in dict.fromkeys(final["stage"].to_pylist()):
+    for stage in sorted(dict.fromkeys(stage_of.values()), key=depth):
         rows = final.filter(pc.equal(final["stage"], stage))
         acc = rows["test_acc"]
         out[stage] = {

@@ -116,19 +116,18 @@ def soup_report(zoo_dir: str | Path, k: int = 3) -> dict[str, Any]:
     models = [e for e in spec.models() if e.stage == tuned[-1].name]
     per_model, finals = [], {}
     for e in tqdm(models, desc="epoch averages", unit="model"):
-        states = [safetensors.torch.load_file(zoo.checkpoint(e.model_id, ep)) for ep in range(epochs + 1)]
+        states = [safetensors.torch.load_file(zoo.checkpoint(e.model_id, ep)) for ep in range(epochs - k + 1, epochs + 1)]
         finals[e.model_id] = states[-1]
         last = zoo.read_metrics(e.model_id)[-1]["test_acc"]
-        per_model.append({"model_id": e.model_id, "last": last, "averaged": score(e, epoch_average(states[1:], k), "test")})
+        per_model.append({"model_id": e.model_id, "last": last, "averaged": score(e, epoch_average(states, k), "test")})
     families: dict[tuple, list] = {}
     for e in models:
         families.setdefault((e.parent_id, e.factors.head), []).append(e)
     per_family = []
     for (parent, head), members in tqdm(families.items(), desc="soups", unit="family"):
         states = [finals[e.model_id] for e in members]
-        val = [score(e, s, "val") for e, s in zip(members, states)]
-        best = max(range(len(members)), key=val.__getitem__)
         greedy, used = greedy_soup(states, lambda s: score(members[0], s, "val"))
+        best = used[0]  # the greedy soup starts from the best sibling by validation accuracy
         per_family.append({
             "parent_id": parent, "head": head, "siblings": len(members),
             "best_sibling": score(members[best], states[best], "test"),

@@ -77,6 +77,28 @@ ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,
 }
 
+
+
+def grouped_input(x: Tensor, K: int) -> tuple[int, Tensor]:
+    """K stacked models' images as a grouped convolution's input, and the batch size B.
+
+    K x B x C x H x W (a batch per model) becomes B x K*C x H x W, so model k's channels are
+    group k; B x C x H x W (one batch for all) stays, for a dense first convolution. Channels-last,
+    which measured fastest for grouped convolutions on CPUs (benchmarks/RESULTS.md).
+    """
+    if x.dim() == 4:
+        return x.shape[0], x.contiguous(memory_format=torch.channels_last)
+    B, C = x.shape[1], x.shape[2]
+    return B, x.transpose(0, 1).reshape(B, K * C, *x.shape[3:]).contiguous(memory_format=torch.channels_last)
+
+
+def stacked_conv(h: Tensor, p: dict[str, Tensor], name: str, groups: int, stride: int = 1, padding: int = 0) -> Tensor:
+    """Convolution `name` of K stacked models (weights K x O x I x kh x kw, bias if any) in one call:
+    `groups` = K for grouped inputs, 1 on a shared batch (the K models' filters side by side)."""
+    w, b = p[f"{name}.weight"], p.get(f"{name}.bias")
+    return F.conv2d(h, w.reshape(-1, *w.shape[2:]), None if b is None else b.reshape(-1), stride, padding, groups=groups)
+
+
 from . import cnn, resnet  # noqa: E402,F401  (registers the architectures)
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import ACTIVATION_FNS, ACTIVATIONS, register_model
+from . import ACTIVATION_FNS, ACTIVATIONS, grouped_input, register_model, stacked_conv
 from .dropout import SeededDropout
 
 # One conv stage: (out_channels, kernel, max-pool 2 after the conv, dropout after the activation)
@@ -76,24 +76,16 @@ class ConvNet(nn.Module):
         act = ACTIVATION_FNS[activation]
         K = p["conv1.weight"].shape[0]
 
-        def conv(h: Tensor, name: str, groups: int) -> Tensor:
-            w = p[f"{name}.weight"]
-            return F.conv2d(h, w.reshape(-1, *w.shape[2:]), p[f"{name}.bias"].reshape(-1), groups=groups)
-
         def drop(h: Tensor, layer: int) -> Tensor:  # h: B x K*C x H x W
             B, KC, H, W = h.shape
             per_model = h.view(B, K, KC // K, H, W).transpose(0, 1)
             return dropout(per_model, layer).transpose(0, 1).reshape(B, KC, H, W)
 
-        if x.dim() == 4:  # shared batch: all models see the same images, one dense convolution
-            B = x.shape[0]
-            h = x.contiguous(memory_format=torch.channels_last)
-        else:
-            B, C = x.shape[1], x.shape[2]
-            h = x.transpose(0, 1).reshape(B, K * C, *x.shape[3:]).contiguous(memory_format=torch.channels_last)
+        B, h = grouped_input(x, K)
         layer = 0
         for i, (_, _, pool, has_drop) in enumerate(cls.STAGES, 1):
-            h = conv(h, f"conv{i}", groups=1 if i == 1 and x.dim() == 4 else K)
+            # on a shared batch the first convolution is dense: every model sees the same images
+            h = stacked_conv(h, p, f"conv{i}", groups=1 if i == 1 and x.dim() == 4 else K)
             h = act(F.max_pool2d(h, 2) if pool else h)
             if has_drop:
                 h = drop(h, layer) if training and dropout is not None else h

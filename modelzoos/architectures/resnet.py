@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import ACTIVATION_FNS, ACTIVATIONS, register_model
+from . import ACTIVATION_FNS, ACTIVATIONS, grouped_input, register_model, stacked_conv
 
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5  # nn.BatchNorm2d's defaults
 
@@ -82,9 +82,8 @@ class ResNet18(nn.Module):
         act = ACTIVATION_FNS[activation]
         K = p["conv1.weight"].shape[0]
 
-        def conv(h: Tensor, name: str, stride: int, padding: int, groups: int = K) -> Tensor:
-            w = p[f"{name}.weight"]
-            return F.conv2d(h, w.reshape(-1, *w.shape[2:]), None, stride, padding, groups=groups)
+        def conv(h: Tensor, name: str, stride: int, padding: int) -> Tensor:
+            return stacked_conv(h, p, name, K, stride, padding)
 
         def bn(h: Tensor, name: str) -> Tensor:
             if training:
@@ -94,13 +93,9 @@ class ResNet18(nn.Module):
             weight, bias = p[f"{name}.weight"].reshape(-1), p[f"{name}.bias"].reshape(-1)
             return F.batch_norm(h, mean, var, weight, bias, training, BN_MOMENTUM, BN_EPS)
 
-        if x.dim() == 4:  # one batch for all models: the stem is one dense convolution
-            B, h = x.shape[0], x.contiguous(memory_format=torch.channels_last)
-            h = act(bn(conv(h, "conv1", 1, 1, groups=1), "bn1"))
-        else:
-            B, C = x.shape[1], x.shape[2]
-            h = x.transpose(0, 1).reshape(B, K * C, *x.shape[3:]).contiguous(memory_format=torch.channels_last)
-            h = act(bn(conv(h, "conv1", 1, 1), "bn1"))
+        B, h = grouped_input(x, K)
+        # one batch for all models: the stem is one dense convolution
+        h = act(bn(stacked_conv(h, p, "conv1", 1 if x.dim() == 4 else K, 1, 1), "bn1"))
         for i in range(1, 5):
             for j in range(2):
                 name, stride = f"layer{i}.{j}", 2 if i > 1 and j == 0 else 1

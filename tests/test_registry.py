@@ -115,3 +115,38 @@ def test_random_seeds_survive_the_frozen_zoo_yaml():
     spec = load_spec("usps-cnn-s-hyp-random")
     again = spec_from_dict(yaml.safe_load(spec.to_yaml()))
     assert again == spec and again.models()[:20] == spec.models()[:20]
+
+
+# ../shared/ZOOS.md, per zoo: validation images carved with seed 42 (None: the source's own split
+# or none), normalization mean and std, and the train-time augmentation.
+PROTOCOLS = {
+    "mnist-cnn-s": (10_000, [0.1307], [0.3081], {}),
+    "fashion-mnist-cnn-s": (10_000, [0.5], [0.5], {}),
+    "svhn-cnn-s": (13_257, [0.5], [0.5], {}),
+    "usps-cnn-s": (1_291, [0.1307], [0.3081], {}),
+    "cifar10-cnn-s": (8_000, [0.5] * 3, [0.5] * 3, {}),
+    "cifar10-cnn-l": (8_000, [0.5] * 3, [0.5] * 3, {}),
+    "stl10-cnn-s": (800, None, None, {}),
+    "stl10-cnn-l": (800, None, None, {}),
+    "cifar10-resnet18": (10_000, [125.3 / 255, 123.0 / 255, 113.9 / 255], [63.0 / 255, 62.1 / 255, 66.7 / 255],
+                         {"crop_padding": 4, "hflip": True}),
+    "cifar100-resnet18": (10_000, [0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761], {"crop_padding": 4, "hflip": True}),
+    "tiny-imagenet-resnet18": (0, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], {"hflip": True, "rotation": 20.0}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_validation_normalization_and_augmentation_follow_the_paper(name):
+    from modelzoos.spec import Augmentation
+
+    size, mean, std, aug = PROTOCOLS[name]
+    data = load_spec(name).image_data
+    assert (data.validation.size, data.validation.seed, data.validation.split) == (size, 42, None)
+    if mean is None:
+        assert data.mean is None and data.std is None
+    else:
+        assert data.mean == pytest.approx(mean, abs=1e-6) and data.std == pytest.approx(std, abs=1e-6)
+    assert load_spec(name).training.augmentation == Augmentation(**aug)
+    for variant in ("fixed", "random"):  # the hyperparameter zoos share their seed zoo's protocol
+        if f"{name}-hyp-{variant}" in registered_zoos():
+            assert load_spec(f"{name}-hyp-{variant}").image_data == data

@@ -59,7 +59,7 @@ def cmd_show(args: argparse.Namespace) -> None:
         for st in spec.stages:
             own = spec.stage_spec(st.name)
             n = sum(m.stage == st.name for m in models)
-            start = f"from each '{st.parent}' model" if st.parent else "from scratch"
+            start = f"from each {' and '.join(repr(p) for p in st.parents)} model" if st.parents else "from scratch"
             print(f"# stage {st.name}: {n} models ({start}); varying factors: {', '.join(own.varying_factors) or 'none'}")
         print(f"# {len(models)} models in all")
         return

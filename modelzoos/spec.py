@@ -109,7 +109,12 @@ class Augmentation:
 class Training:
     epochs: int
     batch_size: int
+    # "cross_entropy" on the labels, or "info_nce": SimCLR's contrastive loss on two augmented views
+    # of each image (labels unused; see training/contrastive.py), with the model's head as the
+    # projection head of `projection_dim` outputs
     loss: str = "cross_entropy"
+    temperature: float = 0.07  # info_nce only
+    projection_dim: int = 128  # info_nce only
     # "onecycle": torch's OneCycleLR with its defaults, max_lr = the model's lr, stepped per batch
     scheduler: str | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
@@ -166,8 +171,13 @@ class Stage:
     grid: dict[str, Any]
     image_data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
-    parent: str | None = None
+    # one earlier stage, or several (e.g. supervised and contrastive backbones fine-tuned alike)
+    parent: str | list[str] | None = None
     parent_epoch: int | None = None
+
+    @property
+    def parents(self) -> list[str]:
+        return [self.parent] if isinstance(self.parent, str) else list(self.parent or [])
 
 
 @dataclass(frozen=True)
@@ -244,9 +254,10 @@ class ZooSpec:
 
     def architecture_args(self, factors: Factors) -> dict[str, Any]:
         """Keyword arguments of `create_model(self.architecture.name, ...)` for one model."""
+        contrastive = self.training.loss == "info_nce"  # the head is a projection head then
         return {
             "in_channels": self.image_data.channels,
-            "num_classes": self.image_data.num_classes,
+            "num_classes": self.training.projection_dim if contrastive else self.image_data.num_classes,
             "activation": factors.activation,
             "dropout": factors.dropout,
             **({"head": factors.head} if factors.head else {}),
@@ -327,12 +338,16 @@ def _staged_models(spec: ZooSpec) -> list[ModelEntry]:
     by_stage: dict[str, list[ModelEntry]] = {}
     for stage in spec.stages:
         grid = dataclasses.replace(spec.stage_spec(stage.name), max_models=None)._grid_models()
-        parents = by_stage[stage.parent] if stage.parent else [None]
-        epoch = None
-        if stage.parent:
-            epoch = spec.stage_spec(stage.parent).training.epochs if stage.parent_epoch is None else stage.parent_epoch
+        # (parent, the epoch it starts from) for every parent model, in stage order
+        parents: list[tuple[ModelEntry | None, int | None]] = [(None, None)]
+        if stage.parents:
+            parents = [
+                (p, spec.stage_spec(name).training.epochs if stage.parent_epoch is None else stage.parent_epoch)
+                for name in stage.parents
+                for p in by_stage[name]
+            ]
         mine = []
-        for parent in parents:
+        for parent, epoch in parents:
             for e in grid:
                 lineage = {"stage": stage.name, "parent_id": parent.model_id if parent else None, "parent_epoch": epoch}
                 mine.append(ModelEntry(len(entries) + len(mine), model_id_of(e.factors, lineage), e.factors, **lineage))
@@ -429,7 +444,12 @@ def _coerce(value: Any, hint: Any, where: str, key: str) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(value, args[0], where, key)
+        for arg in args[:-1]:  # e.g. `str | list[str]`: the first type the value is
+            try:
+                return _coerce(value, arg, where, key)
+            except SpecError:
+                pass
+        return _coerce(value, args[-1], where, key)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where, f"{key}.")
     if origin is list:
@@ -496,20 +516,27 @@ def _check_stages(spec: ZooSpec, where: str) -> None:
     for i, stage in enumerate(spec.stages):
         if stage.name in names[:i]:
             raise SpecError(f"{where}: 'stages[{i}].name': stage '{stage.name}' is declared twice")
-        if stage.parent is not None and stage.parent not in names[:i]:
-            raise SpecError(
-                f"{where}: 'stages[{i}].parent': '{stage.parent}' is no earlier stage (earlier: {', '.join(names[:i]) or 'none'})"
-            )
-        if stage.parent is None and stage.parent_epoch is not None:
+        for parent in stage.parents:
+            if parent not in names[:i]:
+                raise SpecError(
+                    f"{where}: 'stages[{i}].parent': '{parent}' is no earlier stage (earlier: {', '.join(names[:i]) or 'none'})"
+                )
+        if len(set(stage.parents)) != len(stage.parents):
+            raise SpecError(f"{where}: 'stages[{i}].parent' names a stage twice")
+        if not stage.parents and stage.parent_epoch is not None:
             raise SpecError(f"{where}: 'stages[{i}].parent_epoch' needs a 'parent'")
     stages = {st.name: spec.stage_spec(st.name) for st in spec.stages}  # each validated as a zoo of its own
     for i, stage in enumerate(spec.stages):
-        if stage.parent is not None and stage.parent_epoch is not None:
-            last = stages[stage.parent].training.epochs
-            if not 0 <= stage.parent_epoch <= last:
-                raise SpecError(f"{where}: 'stages[{i}].parent_epoch' {stage.parent_epoch} is not an epoch of '{stage.parent}' (0..{last})")
-        if stage.parent is None and any(f.head for f in (e.factors for e in stages[stage.name].models())):
-            raise SpecError(f"{where}: 'stages[{i}].grid.head': only a stage with a parent puts a new head on it")
+        for parent in stage.parents:
+            last = stages[parent].training.epochs
+            if stage.parent_epoch is not None and not 0 <= stage.parent_epoch <= last:
+                raise SpecError(f"{where}: 'stages[{i}].parent_epoch' {stage.parent_epoch} is not an epoch of '{parent}' (0..{last})")
+        contrastive = stages[stage.name].training.loss == "info_nce"
+        if not stage.parents and not contrastive and any(f.head for f in (e.factors for e in stages[stage.name].models())):
+            raise SpecError(
+                f"{where}: 'stages[{i}].grid.head': only a stage with a parent puts a new head on it "
+                "(or a contrastive stage, whose head is its projection head)"
+            )
 
 
 def _check(spec: ZooSpec, where: str) -> None:
@@ -562,8 +589,18 @@ def _check(spec: ZooSpec, where: str) -> None:
         )
     if not 0 <= spec.training.label_smoothing < 1:
         raise SpecError(f"{where}: 'training.label_smoothing' must be in [0, 1)")
-    if spec.training.loss != "cross_entropy":
-        raise SpecError(f"{where}: 'training.loss': only 'cross_entropy' is supported")
+    if spec.training.loss not in ("cross_entropy", "info_nce"):
+        raise SpecError(f"{where}: 'training.loss': unknown '{spec.training.loss}'; use cross_entropy or info_nce")
+    if spec.training.loss == "info_nce":
+        if aug or aug.mixup or aug.cutmix or spec.training.label_smoothing:
+            raise SpecError(
+                f"{where}: 'training': a contrastive (info_nce) zoo draws SimCLR's views itself; "
+                "leave out 'augmentation' and 'label_smoothing'"
+            )
+        if spec.training.temperature <= 0 or spec.training.projection_dim < 1:
+            raise SpecError(f"{where}: 'training': info_nce needs a temperature above 0 and a projection_dim of at least 1")
+        if spec.image_data.channels not in (1, 3):
+            raise SpecError(f"{where}: 'image_data.channels': SimCLR's views are defined for 1 or 3 channels")
     data = spec.image_data
     if data.validation.size < 0:
         raise SpecError(f"{where}: 'image_data.validation.size' must not be negative")

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from modelzoos.training.contrastive import _blur, _resized_crop, _shift_hue, info_nce, simclr_view
+from modelzoos.training.contrastive import _blur, _resized_crop, _shift_hue, info_nce, knn_accuracy, simclr_view
 
 MEAN, STD = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.25, 0.25, 0.25])
 
@@ -60,3 +60,27 @@ def test_info_nce_per_model():
     mixed = torch.stack([z[0], torch.randn(B, D, generator=g), z[0]])
     loss = info_nce(mixed, mixed.clone(), temperature=0.07)
     assert loss[0] < 1e-3 and loss[2] < 1e-3 and loss[1] < 0.5  # each model scores alone
+
+
+def test_views_of_one_channel_images():
+    mean, std = torch.tensor([0.3]), torch.tensor([0.3])
+    x = (torch.rand(2, 4, 1, 28, 28, generator=torch.Generator().manual_seed(1)) - 0.3) / 0.3
+    v = simclr_view(x, torch.tensor([1, 2]), mean, std)
+    assert v.shape == x.shape and torch.isfinite(v).all() and not torch.equal(v, x)
+    pixels = v * 0.3 + 0.3
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+
+
+def test_knn_accuracy_votes_by_the_nearest_training_images():
+    # two clusters on the unit circle, labelled 0 and 1; model 1's embedding swaps the labels' sides
+    angles = torch.tensor([0.0, 0.1, 0.2, 3.0, 3.1, 3.2])
+    bank = torch.stack([angles.cos(), angles.sin()], -1)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    queries = torch.stack([torch.tensor([[1.0, 0.05], [-1.0, 0.05]]), torch.tensor([[-1.0, 0.05], [1.0, 0.05]])])
+    correct = knn_accuracy(torch.stack([bank, bank]), labels, queries, torch.tensor([0, 1]), k=3)
+    assert correct.tolist() == [2, 0]
+    # leave-one-out: a lone point of its label among the other label is voted wrong
+    odd = torch.tensor([0, 0, 1, 1, 1, 1])
+    loo = knn_accuracy(bank[None], odd, bank[None], odd, k=2, self_index=torch.arange(6))
+    without = knn_accuracy(bank[None], odd, bank[None], odd, k=1)
+    assert loo.tolist() == [4] and without.tolist() == [6]

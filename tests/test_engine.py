@@ -1,5 +1,6 @@
 """The population engine against the plain per-model loop, faults, and a real SIGKILL resume."""
 
+import math
 import os
 import signal
 import subprocess
@@ -302,3 +303,30 @@ def test_vit_population_trains_like_the_lone_model(tmp_path):
             assert_same_model(_weights(zoo, entry.model_id, 1), train_alone(plain, entry, data)[1], "plain", tol=5e-3)
         before, after = zoo.read_metrics(entry.model_id)
         assert after["status"] == "ok" and after["train_loss"] < before["train_loss"]  # it learns
+
+
+def test_contrastive_vit_population_trains_like_the_lone_model(tmp_path):
+    """SimCLR pre-training (two keyed views per image, InfoNCE, the head as a projection head) in
+    a group and alone; its accuracies are k-NN accuracies, its losses InfoNCE on fixed views."""
+    spec = load_spec(write_spec(
+        tmp_path / "c.yaml",
+        architecture={"name": "vit", "args": {"image_size": 28, "patch_size": 7, "hidden_size": 32, "num_hidden_layers": 2,
+                                              "num_attention_heads": 4, "intermediate_size": 64}},
+        training={"epochs": 1, "batch_size": 64, "loss": "info_nce", "temperature": 0.5, "projection_dim": 16},
+        grid={"seed": [1, 2], "init": "default", "activation": "gelu", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-2},
+    ))
+    zoo = train_zoo(spec, tmp_path / "zoo", progress=False)
+    data = load_image_tensors(spec.image_data)
+    for entry in spec.models():
+        alone = train_alone(spec, entry, data)
+        assert alone[1]["classifier.weight"].shape == (16, 32)  # the projection head
+        assert_same_model(_weights(zoo, entry.model_id, 1), alone[1], str(entry.factors))
+        before, after = zoo.read_metrics(entry.model_id)
+        # InfoNCE of batch 64 (fixed views, so epoch 0 and 1 differ by the weights alone)
+        assert all(0 < r[f"{s}_loss"] < math.log(2 * 64 - 1) + 1 for r in (before, after) for s in ("train", "val", "test"))
+        assert before["train_loss"] != after["train_loss"]
+        assert all(0 < after[f"{s}_acc"] <= 1 for s in ("train", "val", "test"))
+        assert after["ggap"] == pytest.approx(after["train_acc"] - after["test_acc"])
+    # the same views for every model: two models' evaluations differ only by their weights
+    one, two = (zoo.read_metrics(e.model_id)[0] for e in spec.models())
+    assert one["test_loss"] != two["test_loss"]

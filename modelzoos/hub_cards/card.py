@@ -70,7 +70,7 @@ def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, 
         factors.append({"name": f.name, "values": shown.replace("None", "(not used)")})
     layer_tables = {name: [dataclasses.asdict(e) for e in layout.entries] for name, layout in layouts.items()}
     stages = [
-        {"name": st.name, "parent": st.parent, "parent_epoch": st.parent_epoch, "spec": spec.stage_spec(st.name),
+        {"name": st.name, "parents": st.parents, "parent_epoch": st.parent_epoch, "spec": spec.stage_spec(st.name),
          "models": sum(m.stage == st.name for m in models)}
         for st in spec.stages
     ]

@@ -8,7 +8,12 @@ model's views are the same in any group, process or device. Batches of all K mod
 are transformed at once: no PIL, no per-image Python.
 
 Differences from torchvision, on purpose: the crop is resampled bilinearly in one `grid_sample`
-(no antialiasing), and a crop draw that does not fit is clipped instead of retried.
+(no antialiasing), and a crop draw that does not fit is clipped instead of retried. On 1-channel
+images the colour operations that need colour (saturation, hue, grayscale) are left out.
+
+A contrastive model has no classifier, so its accuracies are k-NN accuracies (`knn_accuracy`):
+each image takes the weighted vote of its 20 nearest training images in the model's embedding,
+as DINO's k-NN evaluation does (cosine similarity, weights exp(similarity / 0.07)).
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
 def simclr_view(x: Tensor, keys: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """One augmented view of normalized RGB images x (K x B x 3 x H x W), model k's from keys[k].
-    Draw two views with two keys per model for a positive pair."""
+    """One augmented view of normalized images x (K x B x C x H x W, C 3 or 1), model k's from
+    keys[k]. Draw two views with two keys per model for a positive pair."""
     K, B, C, H, W = x.shape
     u = keyed_uniform(keys, (B, DRAWS)).flatten(0, 1)
     mean, std = mean.view(1, C, 1, 1).to(x), std.view(1, C, 1, 1).to(x)
@@ -35,8 +40,9 @@ def simclr_view(x: Tensor, keys: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     img = _resized_crop(img, u[:, 0:4])
     img = torch.where((u[:, 4] < 0.5).view(-1, 1, 1, 1), img.flip(-1), img)
     img = _color_jitter(img, u[:, 5:10], apply=u[:, 10] < 0.8)
-    gray = (img * torch.tensor(GRAY, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(img)
-    img = torch.where((u[:, 11] < 0.2).view(-1, 1, 1, 1), gray, img)
+    if C == 3:
+        gray = (img * torch.tensor(GRAY, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(img)
+        img = torch.where((u[:, 11] < 0.2).view(-1, 1, 1, 1), gray, img)
     u_blur = keyed_uniform(keys ^ 0x3C3C3C3C, (B, 2)).flatten(0, 1)
     img = _blur(img, sigma=0.1 + 1.9 * u_blur[:, 1], apply=u_blur[:, 0] < 0.5)
     return ((img - mean) / std).view(K, B, C, H, W)
@@ -60,13 +66,18 @@ def _resized_crop(img: Tensor, u: Tensor) -> Tensor:
 
 
 def _color_jitter(img: Tensor, u: Tensor, apply: Tensor) -> Tensor:
-    """ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.1) in one of two orders."""
+    """ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.1) in one of two orders;
+    of a 1-channel image its brightness and contrast."""
     b, c, s = (0.5 + u[:, i].view(-1, 1, 1, 1) for i in range(3))
     hue = (u[:, 3] * 0.2 - 0.1).view(-1, 1, 1)
     weights = torch.tensor(GRAY, device=img.device).view(1, 3, 1, 1)
 
     def gray(t: Tensor) -> Tensor:
         return (t * weights).sum(1, keepdim=True)
+
+    if img.shape[1] == 1:
+        out = (c * (b * img).clamp(0, 1) + (1 - c) * (b * img).clamp(0, 1).mean((2, 3), keepdim=True)).clamp(0, 1)
+        return torch.where(apply.view(-1, 1, 1, 1), out, img)
 
     def brightness(t: Tensor) -> Tensor:
         return (t * b).clamp(0, 1)
@@ -125,3 +136,23 @@ def info_nce(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     logits = logits.masked_fill(eye, float("-inf"))
     target = torch.cat([torch.arange(B, 2 * B), torch.arange(0, B)]).to(z.device)
     return F.cross_entropy(logits.flatten(0, 1), target.repeat(K), reduction="none").view(K, 2 * B).mean(1)
+
+
+def knn_accuracy(
+    bank: Tensor, bank_labels: Tensor, queries: Tensor, labels: Tensor, k: int = 20, temperature: float = 0.07,
+    self_index: Tensor | None = None,
+) -> Tensor:
+    """Per model (K), how many queries (K x M x D, labels M) a weighted k-NN vote over a bank of
+    embeddings (K x N x D, labels N) gets right; embeddings are L2-normalized here. `self_index`
+    (M): each query's own place in the bank, left out of its vote (leave-one-out on the training
+    images). Counts, not means, so callers can sum over chunks of queries."""
+    N = bank.shape[1]
+    classes = int(bank_labels.max()) + 1
+    bank, queries = F.normalize(bank, dim=-1), F.normalize(queries, dim=-1)
+    sim = queries @ bank.transpose(1, 2)  # K x M x N
+    if self_index is not None:
+        sim = sim.scatter(-1, self_index.view(1, -1, 1).expand(len(sim), -1, 1), float("-inf"))
+    top, idx = sim.topk(min(k, N - (self_index is not None)), dim=-1)
+    votes = torch.zeros(*idx.shape[:2], classes, device=sim.device, dtype=sim.dtype)
+    votes.scatter_add_(-1, bank_labels[idx], (top / temperature).exp())
+    return (votes.argmax(-1) == labels).sum(1)

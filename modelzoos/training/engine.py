@@ -32,12 +32,15 @@ from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
 from ..zoo_dir import ZooDir, atomic_write
 from .augment import augment, black, mix, mix_draws
+from .contrastive import info_nce, knn_accuracy, simclr_view
 from .optim import StackedOptimizer, onecycle
 
 # Activations of one evaluation chunk, in floats (as `activation_floats` counts them): cache-sized
 # on a CPU (measured fastest there, see benchmarks/RESULTS.md); on a GPU large, so 1,000 CNN-s
 # models still see ~100 images per call and a ResNet-18 ~580 images.
 EVAL_ELEMENTS = {"cpu": 3 * 2**21, "cuda": 2**30}
+# The seed of the fixed views a contrastive model's loss is evaluated on (the same for every model)
+EVAL_VIEWS_SEED = 0
 
 
 def derived_seed(seed: int, purpose: str, epoch: int = 0) -> int:
@@ -60,7 +63,8 @@ def initial_model(spec: ZooSpec, f: Factors) -> nn.Module:
 
 def activation_floats(spec: ZooSpec) -> int:
     """Floats one training image leaves for the backward pass in one model: the architecture's
-    memory per image, counted on the CPU (so every device sizes its groups alike)."""
+    memory per image (two views of it for info_nce), counted on the CPU (so every device sizes its
+    groups alike)."""
     model = initial_model(spec, spec.models()[0].factors)
     weights = {p.data_ptr() for p in model.parameters()}
     counts = []
@@ -78,7 +82,8 @@ def activation_floats(spec: ZooSpec) -> int:
             data = spec.image_data
             model(torch.zeros(n, data.channels, data.image_size, data.image_size))
         counts.append(total)
-    return max(1, (counts[1] - counts[0]) // 2)
+    views = 2 if spec.training.loss == "info_nce" else 1
+    return max(1, views * (counts[1] - counts[0]) // 2)
 
 
 def start_weights(spec: ZooSpec, entry: ModelEntry, zoo: ZooDir) -> dict[str, Tensor] | None:
@@ -107,10 +112,33 @@ def dropout_base_key(seed: int, epoch: int) -> int:
     return derived_seed(seed, "dropout", epoch) & 0xFFFFFFFF
 
 
-def augment_keys(seeds: list[int], epoch: int, step: int, device: torch.device | str) -> Tensor:
-    """Per-model keys of one step's augmentation draws."""
-    base = torch.tensor([derived_seed(s, "augment", epoch) & 0xFFFFFFFF for s in seeds], device=device)
+def augment_keys(
+    seeds: list[int], epoch: int, step: int, device: torch.device | str, purpose: str = "augment"
+) -> Tensor:
+    """Per-model keys of one step's augmentation draws (`purpose`: "augment", or "view1" and
+    "view2" for the two SimCLR views)."""
+    base = torch.tensor([derived_seed(s, purpose, epoch) & 0xFFFFFFFF for s in seeds], device=device)
     return step_keys(base, step, 0)
+
+
+def simclr_pair(x: Tensor, seeds: list[int], epoch: int, step: int, spec: ZooSpec) -> Tensor:
+    """Both SimCLR views of each model's batch x (K x B x ...), side by side: K x 2B x ..."""
+    data = spec.image_data
+    mean = torch.tensor(data.mean if data.mean is not None else [0.0] * data.channels)
+    std = torch.tensor(data.std if data.std is not None else [1.0] * data.channels)
+    views = [simclr_view(x, augment_keys(seeds, epoch, step, x.device, f"view{v}"), mean, std) for v in (1, 2)]
+    return torch.cat(views, 1)
+
+
+def training_losses(spec: ZooSpec, out: Tensor, target: Tensor) -> Tensor:
+    """Each model's loss (K) on its batch: `out` holds the logits (K x B x classes), or for
+    info_nce the projections of both views (K x 2B x dim, as `simclr_pair` lays them out)."""
+    if spec.training.loss == "info_nce":
+        half = out.shape[1] // 2
+        return info_nce(out[:, :half], out[:, half:], spec.training.temperature)
+    return F.cross_entropy(
+        out.flatten(0, 1), target.flatten(0, 1), reduction="none", label_smoothing=spec.training.label_smoothing
+    ).view(len(out), -1).mean(1)
 
 
 def structure_key(f: Factors) -> tuple:
@@ -235,12 +263,11 @@ class GroupTrainer:
                 xb = augment(xb, augment_keys(seeds, epoch, step, self.device), aug, fill)
             if aug.mixup or aug.cutmix:
                 xb, target = mix(xb, target, mix_draws(seeds, epoch, step, aug), self.spec.image_data.num_classes)
+            if self.spec.training.loss == "info_nce":
+                xb = simclr_pair(xb, seeds, epoch, step, self.spec)
             # a diverged model keeps its last finite buffers (BatchNorm statistics) as its weights
             before = {n: b.clone() for n, b in pop.buffers.items()}
-            logits = pop.forward(xb, dropout, training=True)
-            losses = F.cross_entropy(
-                logits.flatten(0, 1), target.flatten(0, 1), reduction="none", label_smoothing=self.spec.training.label_smoothing
-            ).view(len(pop), -1).mean(1)
+            losses = training_losses(self.spec, pop.forward(xb, dropout, training=True), target)
             pop.ok &= torch.isfinite(losses)
             # Models are independent, so the gradient of the sum is each model's own gradient.
             grads = torch.autograd.grad(torch.where(pop.ok, losses, 0.0).sum(), params)
@@ -248,13 +275,28 @@ class GroupTrainer:
             for n, b in pop.buffers.items():
                 b.copy_(torch.where(pop.ok.view(-1, *[1] * (b.dim() - 1)), b, before[n]))
 
+    def metrics(self, pop: Population) -> dict[str, Tensor]:
+        """Every model's losses and accuracies (K-vectors) on the train, val and test images."""
+        metrics = {}
+        if self.spec.training.loss == "info_nce":
+            metrics = self.evaluate_contrastive(pop)
+        else:
+            for split in ("train", "val", "test"):
+                metrics[f"{split}_loss"], metrics[f"{split}_acc"] = self.evaluate(pop, *self.data.split(split))
+        metrics["ggap"] = metrics["train_acc"] - metrics["test_acc"]
+        return metrics
+
+    def _chunk(self, pop: Population) -> int:
+        """Images per evaluation forward."""
+        return max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS["cpu"]) // (len(pop) * self.per_image))
+
     @torch.no_grad()
     def evaluate(self, pop: Population, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Mean cross-entropy and accuracy (K-vectors) of every model on images x, labels y."""
         K = len(pop)
         if len(y) == 0:
             return torch.full((K,), math.nan), torch.full((K,), math.nan)
-        chunk = max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS["cpu"]) // (K * self.per_image))
+        chunk = self._chunk(pop)
         loss = torch.zeros(K, dtype=torch.float64, device=self.device)
         correct = torch.zeros(K, dtype=torch.int64, device=self.device)
         for i in range(0, len(y), chunk):
@@ -264,13 +306,39 @@ class GroupTrainer:
             correct += (logits.argmax(-1) == target).sum(1)
         return (loss / len(y)).cpu(), (correct.double() / len(y)).cpu()
 
+    @torch.no_grad()
+    def evaluate_contrastive(self, pop: Population) -> dict[str, Tensor]:
+        """A contrastive model's metrics: per split, InfoNCE on two fixed views of its images (the
+        same views for every model and epoch, in training-sized batches) and the k-NN accuracy of
+        its embeddings against the training images' (`contrastive.knn_accuracy`; on the training
+        images leave-one-out)."""
+        K, chunk, bs = len(pop), self._chunk(pop), self.spec.training.batch_size
+        bank_x, bank_y = self.data.split("train")
+        bank = torch.cat([pop.forward(bank_x[i : i + chunk]) for i in range(0, len(bank_y), chunk)], 1)
+        # k-NN similarities are K x queries x bank: as many as an evaluation chunk's activations
+        queries = max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS["cpu"]) // (K * max(1, len(bank_y))))
+        out = {}
+        for split in ("train", "val", "test"):
+            x, y = self.data.split(split)
+            if len(y) == 0:
+                out[f"{split}_loss"], out[f"{split}_acc"] = torch.full((K,), math.nan), torch.full((K,), math.nan)
+                continue
+            loss = torch.zeros(K, dtype=torch.float64, device=self.device)
+            for step, i in enumerate(range(0, len(y), bs)):
+                pair = simclr_pair(x[None, i : i + bs], [EVAL_VIEWS_SEED], 0, step, self.spec)[0]
+                loss += training_losses(self.spec, pop.forward(pair), y).double() * len(y[i : i + bs])
+            emb = bank if split == "train" else torch.cat([pop.forward(x[i : i + chunk]) for i in range(0, len(y), chunk)], 1)
+            correct = torch.zeros(K, dtype=torch.int64, device=self.device)
+            for i in range(0, len(y), queries):
+                own = torch.arange(i, min(i + queries, len(y)), device=self.device) if split == "train" else None
+                correct += knn_accuracy(bank, bank_y, emb[:, i : i + queries], y[i : i + queries], self_index=own)
+            out[f"{split}_loss"], out[f"{split}_acc"] = (loss / len(y)).cpu(), (correct.double() / len(y)).cpu()
+        return out
+
     def finish_epoch(self, pop: Population, epoch: int, last: bool) -> None:
         """Evaluate; per model write checkpoint and metrics (the commit point); then the resume
         states, only once every model of the group has committed the epoch."""
-        metrics = {}
-        for split in ("train", "val", "test"):
-            metrics[f"{split}_loss"], metrics[f"{split}_acc"] = self.evaluate(pop, *self.data.split(split))
-        metrics["ggap"] = metrics["train_acc"] - metrics["test_acc"]
+        metrics = self.metrics(pop)
         for k, member in enumerate(pop.members):
             state = pop.model_state(k)
             finite = math.isfinite(metrics["train_loss"][k]) and all(

@@ -18,7 +18,7 @@ from ..architectures.dropout import SeededDropout, step_keys
 from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
 from .augment import augment, black, mix, mix_draws
-from .engine import augment_keys, data_order, dropout_base_key, initial_model
+from .engine import augment_keys, data_order, dropout_base_key, initial_model, simclr_pair, training_losses
 
 EVAL_BATCH = 1000
 
@@ -84,8 +84,10 @@ def train_alone(
             if aug.mixup or aug.cutmix:
                 mixed, soft = mix(xb[None], target[None], mix_draws([f.seed], epoch, step, aug), spec.image_data.num_classes)
                 xb, target = mixed[0], soft[0]
-            logits = model(xb.contiguous(memory_format=torch.channels_last))
-            loss = F.cross_entropy(logits, target, label_smoothing=spec.training.label_smoothing)
+            if spec.training.loss == "info_nce":
+                xb = simclr_pair(xb[None], [f.seed], epoch, step, spec)[0]
+            out = model(xb.contiguous(memory_format=torch.channels_last))
+            loss = training_losses(spec, out[None], target[None])[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

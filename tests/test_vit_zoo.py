@@ -27,13 +27,52 @@ def vit_zoo(tmp_path_factory):
 def test_the_published_shape_of_the_embedded_vit_zoo():
     spec = load_spec("digits-vit")
     models = spec.models()
-    backbones = [m for m in models if m.stage == "pretrain"]
+    backbones = [m for m in models if m.stage in ("pretrain", "simclr")]
     tunes = [m for m in models if m.stage == "finetune"]
-    assert len(backbones) == 3 and len(tunes) == 3 * 16
+    assert [m.stage for m in backbones] == ["pretrain"] * 3 + ["simclr"] and len(tunes) == 4 * 16
     assert {m.parent_id for m in tunes} == {b.model_id for b in backbones}
     assert all(m.parent_epoch == 20 for m in tunes) and {m.factors.head for m in tunes} == {"linear", "mlp"}
     assert len({m.model_id for m in models}) == len(models)
     assert spec.stage_spec("pretrain").image_data.num_classes == 5
+    simclr = spec.stage_spec("simclr")
+    assert simclr.training.loss == "info_nce" and simclr.architecture_args(backbones[-1].factors)["num_classes"] == 64
+
+
+def _staged(**changes) -> dict:
+    import yaml
+
+    data = yaml.safe_load(load_spec("digits-vit").to_yaml())
+    for i, stage in changes.items():
+        data["stages"][int(i[1:])].update(stage)
+    return data
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"s2": {"parent": ["pretrain", "nowhere"]}}, "'stages\\[2\\].parent': 'nowhere' is no earlier stage"),
+        ({"s2": {"parent": ["pretrain", "pretrain"]}}, "names a stage twice"),
+        ({"s1": {"parent_epoch": 3}}, "'stages\\[1\\].parent_epoch' needs a 'parent'"),
+        ({"s2": {"parent_epoch": 21}}, "21 is not an epoch of 'pretrain'"),
+        ({"s0": {"grid": {"seed": 1, "head": "mlp"}}}, "only a stage with a parent puts a new head"),
+        ({"s1": {"training": {"loss": "info_nce", "label_smoothing": 0.0, "augmentation": {"hflip": True}}}}, "leave out 'augmentation'"),
+        ({"s1": {"training": {"loss": "info_nce", "label_smoothing": 0.1}}}, "leave out 'augmentation' and 'label_smoothing'"),
+        ({"s1": {"training": {"loss": "triplet"}}}, "unknown 'triplet'; use cross_entropy or info_nce"),
+        ({"s1": {"training": {"loss": "info_nce", "label_smoothing": 0.0, "temperature": 0}}}, "temperature above 0"),
+    ],
+)
+def test_bad_stages_are_refused_with_their_key(changes, message):
+    from modelzoos.spec import SpecError, spec_from_dict
+
+    with pytest.raises(SpecError, match=message):
+        spec_from_dict(_staged(**changes), where="vit.yaml")
+
+
+def test_a_contrastive_stage_may_have_a_projection_head():
+    from modelzoos.spec import spec_from_dict
+
+    spec = spec_from_dict(_staged(s1={"grid": {**load_spec("digits-vit").stages[1].grid, "head": "mlp"}}))
+    assert {m.factors.head for m in spec.models() if m.stage == "simclr"} == {"mlp"}
 
 
 def test_fine_tunes_start_from_their_backbone_with_a_new_head(vit_zoo):
@@ -69,11 +108,16 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
     with torch.no_grad():
         acc = (model(data.test_x).argmax(1) == data.test_y).double().mean().item()
     assert acc == pytest.approx(tune["test_acc"], abs=1e-9)
-    assert sorted(p.name for p in (hub / "layouts").iterdir()) == ["finetune-linear.json", "finetune-mlp.json", "pretrain.json"]
+    assert sorted(p.name for p in (hub / "layouts").iterdir()) == ["finetune-linear.json", "finetune-mlp.json", "pretrain.json", "simclr.json"]
     with pytest.raises(ModelzoosError, match="is a hub folder"):  # it has layouts/, no layout.json
         train_zoo(spec, hub, progress=False)
     card = (hub / "README.md").read_text()
     assert "## Stages and lineage" in card
+    # the protocol of each stage, the contrastive one with its loss and its metrics
+    assert all(f"### Stage `{st.name}`" in card for st in spec.stages) and card.count("Label smoothing 0.1 on the training loss") == 2
+    assert "InfoNCE loss at temperature 0.5" in card and "weighted k-NN vote" in card
+    simclr = [r for r in rows if r["stage"] == "simclr"]
+    assert len(simclr) == 3 and all(r["test_acc"] is not None and 0 < r["test_acc"] <= 1 for r in simclr)
     assert card.index("final test accuracy, pretrain") < card.index("final test accuracy, finetune") and f"`{spec.models()[0].model_id}`" in card
 
 

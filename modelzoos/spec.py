@@ -89,6 +89,9 @@ class Augmentation:
     uncovers are black.
     """
 
+    # RandomResizedCrop(image_size, scale=(0.08, 1), ratio=(3/4, 4/3)) first, bilinear (as SimCLR's
+    # views, `training/contrastive.py`), on the preprocessed image
+    resized_crop: bool = False
     crop_padding: int = 0
     hflip: bool = False
     rotation: float = 0.0  # degrees: an angle uniform in [-rotation, rotation]
@@ -102,7 +105,7 @@ class Augmentation:
     cutmix: float = 0.0
 
     def __bool__(self) -> bool:
-        return bool(self.crop_padding or self.hflip or self.rotation or self.erasing)
+        return bool(self.resized_crop or self.crop_padding or self.hflip or self.rotation or self.erasing)
 
 
 @dataclass(frozen=True)

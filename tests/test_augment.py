@@ -102,3 +102,15 @@ def test_mixup_and_cutmix_mix_images_and_targets_alike():
         assert soft[1, 0, y[1, 0]] == pytest.approx(0.75) and soft[1, 0, y[1, -1]] == pytest.approx(0.25)
     # a box clipped at the corner: the targets follow the area actually pasted (2x2 of 64)
     assert soft[2].max(-1).values.min() >= 1 - 4 / 64 - 1e-6
+
+
+def test_resized_crop_comes_first_and_leaves_the_other_draws_alone():
+    from modelzoos.architectures.dropout import keyed_uniform
+    from modelzoos.training.augment import resized_crop
+
+    x, keys = images(), torch.tensor([3, 4])
+    both = augment(x, keys, Augmentation(resized_crop=True, hflip=True), FILL)
+    cropped = resized_crop(x.flatten(0, 1), keyed_uniform(keys ^ 0x2D2D2D2D, (64, 4)).flatten(0, 1)).view_as(x)
+    assert torch.equal(both, augment(cropped, keys, Augmentation(hflip=True), FILL))
+    assert not torch.allclose(cropped, x, atol=1e-2) and Augmentation(resized_crop=True)
+    assert torch.equal(augment(x[1:], keys[1:], Augmentation(resized_crop=True), FILL), augment(x, keys, Augmentation(resized_crop=True), FILL)[1:])

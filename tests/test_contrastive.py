@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from modelzoos.training.contrastive import _blur, _resized_crop, _shift_hue, info_nce, knn_accuracy, simclr_view
+from modelzoos.training.augment import resized_crop
+from modelzoos.training.contrastive import _blur, _shift_hue, info_nce, knn_accuracy, simclr_view
 
 MEAN, STD = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.25, 0.25, 0.25])
 
@@ -29,8 +30,8 @@ def test_views_follow_the_keys_alone():
 def test_the_full_centred_crop_is_the_image():
     img = torch.rand(2, 3, 16, 16)
     u = torch.tensor([[1.0, 0.5, 0.5, 0.5]] * 2)  # area 1, aspect 1
-    torch.testing.assert_close(_resized_crop(img, u), img, rtol=0, atol=1e-5)
-    small = _resized_crop(img, torch.tensor([[0.0, 0.5, 0.0, 0.0]] * 2))  # 8% of the area, top left
+    torch.testing.assert_close(resized_crop(img, u), img, rtol=0, atol=1e-5)
+    small = resized_crop(img, torch.tensor([[0.0, 0.5, 0.0, 0.0]] * 2))  # 8% of the area, top left
     assert not torch.allclose(small, img, atol=1e-2)
 
 

@@ -1,5 +1,6 @@
-"""Train-time augmentation on batches of tensors, on the device: random crop with padding,
-horizontal flip and rotation, each image's draw a pure function of its model's key.
+"""Train-time augmentation on batches of tensors, on the device: random resized crop, random crop
+with padding, horizontal flip, rotation and erasing, each image's draw a pure function of its
+model's key.
 
 torchvision's transforms work one PIL image at a time on the CPU; here every model's batch is
 transformed at once where the images already live. The random numbers come from the same counter
@@ -31,6 +32,8 @@ def augment(x: Tensor, keys: Tensor, aug: Augmentation, fill: Tensor) -> Tensor:
     fill = fill.view(1, C, 1, 1).to(x)
     x = x.flatten(0, 1)
     n = len(x)
+    if aug.resized_crop:  # resampled, so not exact pixels; its own draws leave the others' as they were
+        x = resized_crop(x, keyed_uniform(keys ^ 0x2D2D2D2D, (B, 4)).flatten(0, 1))
     # Pixels move, they are never recomputed: an augmented image holds its own exact values.
     if aug.crop_padding:
         pad = aug.crop_padding
@@ -126,3 +129,22 @@ def black(mean: list[float] | None, std: list[float] | None, channels: int) -> T
     if mean is None:
         return torch.zeros(channels)
     return -torch.tensor(mean) / torch.tensor(std)
+
+
+def resized_crop(img: Tensor, u: Tensor) -> Tensor:
+    """RandomResizedCrop(size=H, scale=(0.08, 1), ratio=(3/4, 4/3)) of each image of img
+    (N x C x H x W), from 4 uniforms an image (u: N x 4), resampled bilinearly in one
+    `grid_sample` (no antialiasing); a box that does not fit is clipped rather than redrawn."""
+    n, _, H, W = img.shape
+    area = H * W * (0.08 + 0.92 * u[:, 0])
+    aspect = torch.exp(math.log(3 / 4) + u[:, 1] * (math.log(4 / 3) - math.log(3 / 4)))
+    h = (area / aspect).sqrt().clamp(1, H)
+    w = (area * aspect).sqrt().clamp(1, W)
+    top, left = u[:, 2] * (H - h), u[:, 3] * (W - w)
+    zero = torch.zeros_like(h)
+    # output pixel (-1..1) -> input position of the box, in grid_sample's normalized coordinates
+    theta = torch.stack(
+        [torch.stack([w / W, zero, (2 * left + w) / W - 1], 1), torch.stack([zero, h / H, (2 * top + h) / H - 1], 1)], 1
+    )
+    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -7,8 +7,9 @@ the source gives none). Every draw comes from per-image keyed uniforms (`keyed_u
 model's views are the same in any group, process or device. Batches of all K models of a group
 are transformed at once: no PIL, no per-image Python.
 
-Differences from torchvision, on purpose: the crop is resampled bilinearly in one `grid_sample`
-(no antialiasing), and a crop draw that does not fit is clipped instead of retried. On 1-channel
+Differences from torchvision, on purpose: the crop (`augment.resized_crop`) is resampled
+bilinearly in one `grid_sample` (no antialiasing), and a crop draw that does not fit is clipped
+instead of retried. On 1-channel
 images the colour operations that need colour (saturation, hue, grayscale) are left out.
 
 A contrastive model has no classifier, so its accuracies are k-NN accuracies (`knn_accuracy`):
@@ -18,13 +19,13 @@ as DINO's k-NN evaluation does (cosine similarity, weights exp(similarity / 0.07
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..architectures.dropout import keyed_uniform
+from .augment import resized_crop
 
 DRAWS = 12  # uniforms per image: crop (4), flip, jitter (p, 4 factors, order), grayscale, blur (p, sigma)
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
@@ -37,7 +38,7 @@ def simclr_view(x: Tensor, keys: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     u = keyed_uniform(keys, (B, DRAWS)).flatten(0, 1)
     mean, std = mean.view(1, C, 1, 1).to(x), std.view(1, C, 1, 1).to(x)
     img = (x.flatten(0, 1) * std + mean).clamp(0, 1)  # colour operations work on [0, 1] pixels
-    img = _resized_crop(img, u[:, 0:4])
+    img = resized_crop(img, u[:, 0:4])
     img = torch.where((u[:, 4] < 0.5).view(-1, 1, 1, 1), img.flip(-1), img)
     img = _color_jitter(img, u[:, 5:10], apply=u[:, 10] < 0.8)
     if C == 3:
@@ -46,23 +47,6 @@ def simclr_view(x: Tensor, keys: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     u_blur = keyed_uniform(keys ^ 0x3C3C3C3C, (B, 2)).flatten(0, 1)
     img = _blur(img, sigma=0.1 + 1.9 * u_blur[:, 1], apply=u_blur[:, 0] < 0.5)
     return ((img - mean) / std).view(K, B, C, H, W)
-
-
-def _resized_crop(img: Tensor, u: Tensor) -> Tensor:
-    """RandomResizedCrop(size=H, scale=(0.08, 1), ratio=(3/4, 4/3)), bilinear, one draw per image."""
-    n, _, H, W = img.shape
-    area = H * W * (0.08 + 0.92 * u[:, 0])
-    aspect = torch.exp(math.log(3 / 4) + u[:, 1] * (math.log(4 / 3) - math.log(3 / 4)))
-    h = (area / aspect).sqrt().clamp(1, H)
-    w = (area * aspect).sqrt().clamp(1, W)
-    top, left = u[:, 2] * (H - h), u[:, 3] * (W - w)
-    zero = torch.zeros_like(h)
-    # output pixel (-1..1) -> input position of the box, in grid_sample's normalized coordinates
-    theta = torch.stack(
-        [torch.stack([w / W, zero, (2 * left + w) / W - 1], 1), torch.stack([zero, h / H, (2 * top + h) / H - 1], 1)], 1
-    )
-    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
-    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _color_jitter(img: Tensor, u: Tensor, apply: Tensor) -> Tensor:

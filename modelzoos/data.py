@@ -6,6 +6,7 @@ normalize run once over the whole split, so training only gathers batches by ind
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def _load_split(spec: ImageData, split: str) -> tuple[torch.Tensor, torch.Tensor
                 f"image data '{spec.source}' split '{split}' has no column '{column}' "
                 f"(columns: {', '.join(ds.column_names)}); set image_data.image_column/label_column"
             )
+    _check_fits(spec, split, len(ds))
     if isinstance(ds.features[spec.image_column], datasets.Image):
         # one mode for all images, so they stack (Tiny ImageNet mixes grayscale into RGB)
         mode = "L" if spec.channels == 1 and not spec.grayscale else "RGB"
@@ -127,6 +129,21 @@ def _load_split(spec: ImageData, split: str) -> tuple[torch.Tensor, torch.Tensor
             f"outside 0..{spec.num_classes - 1}; check image_data.num_classes and label_column"
         )
     return preprocess(images, spec), labels
+
+
+def _check_fits(spec: ImageData, split: str, n: int) -> None:
+    """Image data lives in memory as float32 tensors (and on the device while training): refuse a
+    split that cannot, before hours of decoding end in an out-of-memory kill."""
+    need = n * spec.channels * spec.image_size**2 * 4
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > have // 2:
+        raise ImageDataError(
+            f"split '{split}' of '{spec.source}' is {n:,} images of {spec.channels}x{spec.image_size}x"
+            f"{spec.image_size}: {need / 2**30:,.0f} GiB as float32 tensors, more than half of this "
+            f"machine's {have / 2**30:,.0f} GiB. modelzoos keeps a zoo's images in memory and on the "
+            "device; a dataset this large needs a streaming loader, which modelzoos does not have yet. "
+            "Choose a smaller image_data.image_size (with resize/center_crop) or a smaller dataset."
+        )
 
 
 def _to_nchw(images: np.ndarray | list, source: str) -> torch.Tensor:

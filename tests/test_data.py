@@ -106,3 +106,11 @@ def test_the_sources_own_validation_split(tmp_path):
     data = load_image_tensors(spec)
     assert data.train_x.shape == (20, 3, 28, 28)  # resized from 64, nothing carved out
     assert data.val_x.shape == (7, 3, 28, 28) and data.test_x.shape == (5, 3, 28, 28)
+
+
+def test_image_data_too_large_for_memory_is_refused_before_decoding():
+    import dataclasses
+
+    spec = dataclasses.replace(load_spec("digits-cnn-s").image_data, image_size=50_000, resize=50_000)
+    with pytest.raises(ModelzoosError, match=r"split 'train' of 'embedded:digits' is 1,437 images of 1x50000x50000: .* GiB .*streaming loader"):
+        load_image_tensors(spec)

@@ -25,7 +25,7 @@ from ..data import ImageTensors, load_image_tensors
 from ..errors import ModelzoosError
 from ..spec import ModelEntry, ZooSpec
 from ..zoo_dir import ZooDir, atomic_write
-from .engine import GroupTrainer, initial_model, structure_key
+from .engine import GroupTrainer, initial_model, simclr_pair, structure_key, training_losses
 
 
 def check_zoo_dir(zoo: ZooDir, spec: ZooSpec) -> None:
@@ -207,7 +207,9 @@ def _check_one_step(spec: ZooSpec, data: ImageTensors, device: torch.device) -> 
     try:
         model = initial_model(spec, entry.factors).to(device)
         x, y = data.train_x[:2].to(device), data.train_y[:2].to(device)  # two images, not the split
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        if spec.training.loss == "info_nce":
+            x = simclr_pair(x[None], [entry.factors.seed], 1, 0, spec)[0]
+        training_losses(spec, model(x)[None], y[None]).sum().backward()
     except Exception as e:  # noqa: BLE001 (any failure here is the spec's)
         raise ModelzoosError(
             f"zoo '{spec.name}': model {entry.model_id} ({spec.architecture.name}) cannot train on its "

@@ -67,7 +67,7 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
     assert isinstance(model, __import__("transformers").ViTForImageClassification)
     data = load_image_tensors(spec.stage_spec("finetune").image_data)
     with torch.no_grad():
-        acc = (model(data.test_x).argmax(1) == data.test_y).double().mean().item()
+        acc = (model(data.test_x).logits.argmax(1) == data.test_y).double().mean().item()
     assert acc == pytest.approx(tune["test_acc"], abs=1e-9)
     assert sorted(p.name for p in (hub / "layouts").iterdir()) == ["finetune-linear.json", "finetune-mlp.json", "pretrain.json"]
     with pytest.raises(ModelzoosError, match="is a hub folder"):  # it has layouts/, no layout.json

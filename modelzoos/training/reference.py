@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..architectures import logits_of
 from ..architectures.dropout import SeededDropout, step_keys
 from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
@@ -44,7 +45,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
     model.eval()
     loss, correct = 0.0, 0
     for i in range(0, len(y), EVAL_BATCH):
-        logits = model(x[i : i + EVAL_BATCH])
+        logits = logits_of(model, x[i : i + EVAL_BATCH])
         loss += F.cross_entropy(logits, y[i : i + EVAL_BATCH], reduction="sum").item()
         correct += (logits.argmax(1) == y[i : i + EVAL_BATCH]).sum().item()
     model.train(was_training)
@@ -84,7 +85,7 @@ def train_alone(
             if aug.mixup or aug.cutmix:
                 mixed, soft = mix(xb[None], target[None], mix_draws([f.seed], epoch, step, aug), spec.image_data.num_classes)
                 xb, target = mixed[0], soft[0]
-            logits = model(xb.contiguous(memory_format=torch.channels_last))
+            logits = logits_of(model, xb.contiguous(memory_format=torch.channels_last))
             loss = F.cross_entropy(logits, target, label_smoothing=spec.training.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

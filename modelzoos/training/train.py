@@ -21,6 +21,7 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
+from ..architectures import logits_of
 from ..data import ImageTensors, load_image_tensors
 from ..errors import ModelzoosError
 from ..spec import ModelEntry, ZooSpec
@@ -207,7 +208,7 @@ def _check_one_step(spec: ZooSpec, data: ImageTensors, device: torch.device) -> 
     try:
         model = initial_model(spec, entry.factors).to(device)
         x, y = data.train_x[:2].to(device), data.train_y[:2].to(device)  # two images, not the split
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        torch.nn.functional.cross_entropy(logits_of(model, x), y).backward()
     except Exception as e:  # noqa: BLE001 (any failure here is the spec's)
         raise ModelzoosError(
             f"zoo '{spec.name}': model {entry.model_id} ({spec.architecture.name}) cannot train on its "

@@ -4,7 +4,7 @@
 `ViTConfig`, and its forward is transformers' own (an `ImageClassifierOutput`; take `.logits`, or
 call `architectures.logits_of(model, x)`, which also takes the CNNs' tensors). The head is part of
 the config (`config.head`, "linear" or "mlp"), so `ViT.from_pretrained` reopens every checkpoint and
-`ViTForImageClassification.from_pretrained` the linear-head ones.
+`ViTForImageClassification.from_pretrained` the linear-head ones (`export_pretrained` writes them).
 
 `population_forward` runs K models with `torch.func.vmap` over `functional_call`, with eager
 attention: under vmap, PyTorch's CPU SDPA kernels have no batching rule and fall back to a
@@ -14,11 +14,15 @@ softmax, which batch.
 
 from __future__ import annotations
 
-from typing import Callable
+import copy
+from pathlib import Path
+from typing import Any, Callable
 
+import safetensors.torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from transformers import ViTConfig, ViTForImageClassification
+from transformers.utils import SAFE_WEIGHTS_NAME
 
 from . import ACTIVATIONS
 
@@ -44,6 +48,20 @@ class ViT(ViTForImageClassification):
             self.classifier = nn.Sequential(nn.Linear(hidden, hidden), act, nn.Linear(hidden, classes))
         elif head != "linear":
             raise ValueError(f"unknown head '{head}'; use linear or mlp")
+
+    def export_pretrained(self, state: dict[str, Tensor], directory: str | Path, **info: Any) -> None:
+        """Write `state` (a state_dict of this model's shape, e.g. a zoo checkpoint) as a checkpoint
+        `from_pretrained` opens: config.json (`info` under the key `modelzoos`) and model.safetensors."""
+        own = self.state_dict()
+        if state.keys() != own.keys() or any(state[k].shape != t.shape for k, t in own.items()):
+            raise ValueError("the state_dict does not fit this ViT: other tensor names or shapes")
+        config = copy.deepcopy(self.config)
+        # transformers would name our subclass; readers without modelzoos know the class it extends
+        config.architectures = [ViTForImageClassification.__name__]
+        config.modelzoos = info
+        config.save_pretrained(directory)
+        # {"format": "pt"} as save_pretrained writes it: older transformers refuse a file without it
+        safetensors.torch.save_file(state, Path(directory) / SAFE_WEIGHTS_NAME, metadata={"format": "pt"})
 
     def population_forward(
         self,

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from modelzoos.architectures import logits_of
 from modelzoos.data import ImageTensors
 from modelzoos.spec import spec_from_dict
 from modelzoos.training.engine import GroupTrainer, Member, Population, initial_model
@@ -78,7 +79,7 @@ def flops_per_model_step(spec, data) -> float:
     model = initial_model(spec, spec.models()[0].factors)
     batch = spec.training.batch_size
     with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(model(data.train_x[:batch]), data.train_y[:batch]).backward()
+        F.cross_entropy(logits_of(model, data.train_x[:batch]), data.train_y[:batch]).backward()
     return counter.get_total_flops()
 
 

@@ -1,4 +1,6 @@
-"""The hub folder: Parquet shards per config and split, layout.json, zoo.yaml and the dataset card.
+"""The hub folder: Parquet shards per config and split, layout.json, zoo.yaml and the dataset card,
+and for a zoo of transformers models each model's final epoch as `transformers/<model_id>/`
+(config.json and model.safetensors, for `from_pretrained`).
 
 `build_hub(zoo_dir)` writes `zoo_dir/hub`, which loads with `load_dataset(folder, config)`
 exactly as it will from the Hub. It is assembled beside the old one and swapped in at the end,
@@ -12,11 +14,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import safetensors.torch
+
 from .builder import ModelZoo
-from .builder.rows import check_complete, named_layouts
+from .builder.rows import check_complete, model_templates, named_layouts, stage_of
 from .errors import ModelzoosError
 from .hub_cards import render_card, summarize
-from .hub_cards.card import CONFIGS
+from .hub_cards.card import CONFIGS, TRANSFORMERS_DIR
+from .spec import ZooSpec
 from .zoo_dir import DIR_MODE, ZooDir, atomic_write
 
 
@@ -48,12 +53,32 @@ def build_hub(zoo_dir: str | Path) -> Path:
         shutil.copyfile(zoo.spec_path, stage / "zoo.yaml")  # the resolved spec: enough to regenerate
         if (zoo.root / "soups.json").is_file():  # `modelzoos soups` measured weight averaging
             shutil.copyfile(zoo.root / "soups.json", stage / "soups.json")
+        write_transformers_checkpoints(zoo, spec, stage / TRANSFORMERS_DIR)
         render_card(spec, layouts, summarize(stage), stage).save(stage / "README.md")
         _swap(stage, zoo.hub_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return zoo.hub_dir
+
+
+def write_transformers_checkpoints(zoo: ZooDir, spec: ZooSpec, dest: Path) -> None:
+    """`dest/<model_id>/` for each model whose architecture is a transformers model (its module has
+    `export_pretrained`): its final epoch, which `from_pretrained` opens. The final epoch only: all
+    of them would multiply the repository's size by the epoch count (a ViT-S checkpoint is 88 MB);
+    the `weights` config holds every epoch. Other architectures get nothing and import nothing."""
+    templates = model_templates(spec)
+    for entry in spec.models():
+        export = getattr(templates[entry.model_id], "export_pretrained", None)
+        if export is None:
+            continue
+        epoch = stage_of(spec, entry).training.epochs
+        export(
+            safetensors.torch.load_file(zoo.checkpoint(entry.model_id, epoch)),
+            dest / entry.model_id,
+            zoo=spec.name, model_id=entry.model_id, stage=entry.stage, parent_id=entry.parent_id,
+            parent_epoch=entry.parent_epoch, epoch=epoch,
+        )
 
 
 def _shard_name(name: str, prefix: str) -> str:

@@ -138,9 +138,9 @@ def test_vit_population_forward_batches_under_vmap_without_a_fallback():
     x = torch.randn(K, B, 1, 28, 28)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*performance drop.*")
-        own = torch.stack([m.eval()(x[k]) for k, m in enumerate(models)])
+        own = torch.stack([m.eval()(x[k]).logits for k, m in enumerate(models)])
         torch.testing.assert_close(models[0].population_forward(stacked, {}, x, "gelu"), own, rtol=1e-4, atol=1e-5)
-        shared = torch.stack([m(x[0]) for m in models])
+        shared = torch.stack([m(x[0]).logits for m in models])
         torch.testing.assert_close(models[0].population_forward(stacked, {}, x[0], "gelu"), shared, rtol=1e-4, atol=1e-5)
     models[0].config._attn_implementation = "sdpa"  # the check above would catch the fallback
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:

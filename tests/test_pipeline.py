@@ -3,6 +3,8 @@
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 
 import datasets
 import pytest
@@ -317,3 +319,16 @@ def test_a_resume_reads_the_image_tensors_from_the_zoo_cache(tiny_zoo, tmp_path,
     assert len(list((tmp_path / "z" / "cache").glob("images-*.safetensors"))) == 1
     monkeypatch.setattr(train_module, "load_image_tensors", lambda *a: pytest.fail("decoded the images again"))
     train_zoo(small.replace(max_models=1), tmp_path / "z", progress=False)
+
+
+def test_a_cnn_zoo_has_no_transformers_checkpoints_and_builds_without_transformers(tiny_zoo, tmp_path):
+    _, root = tiny_zoo
+    assert not (root / "hub" / "transformers").exists()
+    assert "## Load a model with transformers" not in (root / "hub" / "README.md").read_text()
+    # importing transformers costs seconds; a CNN zoo's build must not pay them
+    copy = tmp_path / "zoo"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("hub", "cache"))
+    code = "import sys; from modelzoos.hub import build_hub; build_hub(sys.argv[1]); print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))"
+    run = subprocess.run([sys.executable, "-c", code, str(copy)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]" and (copy / "hub" / "metadata").is_dir()

@@ -1,7 +1,10 @@
 """The embedded ViT zoo: pre-training, then fine-tuning from each backbone, with lineage."""
 
+import json
+
 import datasets
 import pytest
+import safetensors
 import safetensors.torch
 import torch
 
@@ -106,7 +109,7 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
     assert isinstance(model, __import__("transformers").ViTForImageClassification)
     data = load_image_tensors(spec.stage_spec("finetune").image_data)
     with torch.no_grad():
-        acc = (model(data.test_x).argmax(1) == data.test_y).double().mean().item()
+        acc = (model(data.test_x).logits.argmax(1) == data.test_y).double().mean().item()
     assert acc == pytest.approx(tune["test_acc"], abs=1e-9)
     assert sorted(p.name for p in (hub / "layouts").iterdir()) == ["finetune-linear.json", "finetune-mlp.json", "pretrain.json", "simclr.json"]
     with pytest.raises(ModelzoosError, match="is a hub folder"):  # it has layouts/, no layout.json
@@ -122,8 +125,6 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
 
 
 def test_soup_report_on_the_fine_tunes_and_in_the_card(vit_zoo):
-    import json
-
     from modelzoos.soups import write_soup_report
 
     spec, zoo, _ = vit_zoo
@@ -145,3 +146,69 @@ def test_soups_of_a_zoo_without_fine_tunes_is_refused(tiny_zoo, capsys):
     assert main(["soups", str(root)]) == 1
     err = capsys.readouterr().err
     assert "has no fine-tuning stage" in err and not (root / "soups.json").exists()
+
+
+def test_the_hub_folder_has_a_transformers_checkpoint_of_each_models_final_epoch(vit_zoo):
+    spec, zoo, hub = vit_zoo
+    models = spec.models()
+    assert sorted(p.name for p in (hub / "transformers").iterdir()) == sorted(m.model_id for m in models)
+    for m in models:
+        folder = hub / "transformers" / m.model_id
+        assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+        config = json.loads((folder / "config.json").read_text())
+        assert config["architectures"] == ["ViTForImageClassification"] and config["model_type"] == "vit"
+        assert config["head"] == ("mlp" if m.factors.head == "mlp" else "linear")
+        lineage = {"zoo": spec.name, "model_id": m.model_id, "stage": m.stage, "parent_id": m.parent_id,
+                   "parent_epoch": m.parent_epoch, "epoch": 2}
+        assert config["modelzoos"] == lineage
+        with safetensors.safe_open(folder / "model.safetensors", "pt") as f:
+            assert f.metadata() == {"format": "pt"}
+        saved = safetensors.torch.load_file(folder / "model.safetensors")
+        final = safetensors.torch.load_file(zoo.checkpoint(m.model_id, 2))
+        assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in final)
+    card = (hub / "README.md").read_text()
+    assert "## Load a model with transformers" in card and "ViT.from_pretrained" in card
+    assert f'model_id = "{models[0].model_id}"' in card  # a backbone: a linear head, which the plain class opens
+
+
+def _test_accuracy(model, data):
+    with torch.no_grad():
+        logits = model(data.test_x).logits
+    return logits, (logits.argmax(1) == data.test_y).double().mean().item()
+
+
+def test_from_pretrained_opens_the_checkpoints_as_to_model_does(vit_zoo):
+    from transformers import ViTForImageClassification
+
+    from modelzoos.architectures.vit import ViT
+
+    spec, _, hub = vit_zoo
+    ds = datasets.load_dataset(str(hub), "weights")
+    final = {r["model_id"]: r for split in ds.values() for r in split if r["stage"] == "finetune" and r["epoch"] == 2}
+    data = load_image_tensors(spec.stage_spec("finetune").image_data)
+    by_head = {head: next(r for r in final.values() if r["head"] == head) for head in ("linear", "mlp")}
+
+    row = by_head["linear"]
+    path = hub / "transformers" / row["model_id"]
+    expected, acc = _test_accuracy(modelzoos.to_model(row), data)
+    assert acc == pytest.approx(row["test_acc"], abs=1e-9)
+    plain, info = ViTForImageClassification.from_pretrained(path, output_loading_info=True)
+    assert type(plain) is ViTForImageClassification and not plain.training
+    assert not any(info.values()), info  # no missing, unexpected or mismatched keys
+    logits, acc = _test_accuracy(plain, data)  # transformers' default attention (SDPA): rounds differently
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    assert acc == pytest.approx(row["test_acc"], abs=1e-9)
+    eager = ViTForImageClassification.from_pretrained(path, attn_implementation="eager")
+    assert torch.equal(_test_accuracy(eager, data)[0], expected)  # the attention to_model runs: the same bits
+
+    row = by_head["mlp"]
+    path = hub / "transformers" / row["model_id"]
+    expected, _ = _test_accuracy(modelzoos.to_model(row), data)
+    ours, info = ViT.from_pretrained(path, output_loading_info=True, attn_implementation="eager")
+    assert isinstance(ours.classifier, torch.nn.Sequential) and not any(info.values()), info
+    logits, acc = _test_accuracy(ours, data)
+    assert torch.equal(logits, expected) and acc == pytest.approx(row["test_acc"], abs=1e-9)
+    # what the card warns of: the plain class drops the MLP head for a new random one
+    _, info = ViTForImageClassification.from_pretrained(path, output_loading_info=True)
+    assert info["missing_keys"] == {"classifier.weight", "classifier.bias"}
+    assert info["unexpected_keys"] == {f"classifier.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}

@@ -1,6 +1,8 @@
 """Architectures by name, as in timm: `create_model("cnn-s", in_channels=1, ...)`.
 
 Each architecture file is self-contained and registers its constructors with `register_model`.
+A model's forward returns logits, except a transformers model's (a ModelOutput, as in
+transformers); `logits_of(model, x)` takes either.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ def create_model(name: str, **kwargs) -> nn.Module:
     if name not in _REGISTRY:
         raise KeyError(f"unknown architecture '{name}'; known: {', '.join(list_models())}")
     return _REGISTRY[name](**kwargs)
+
+
+def logits_of(model: nn.Module, x: Tensor) -> Tensor:
+    """The logits of one model on images `x`: our CNNs return them, a transformers model (the ViT)
+    returns a ModelOutput that holds them. Named so, not `logits`, because callers keep theirs in
+    a variable of that name."""
+    out = model(x)
+    return out if isinstance(out, Tensor) else out.logits
 
 
 def init_weights(model: nn.Module, scheme: str, generator: torch.Generator) -> None:
@@ -76,7 +86,6 @@ ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
     "gelu": F.gelu,
 }
-
 
 
 def grouped_input(x: Tensor, K: int) -> tuple[int, Tensor]:

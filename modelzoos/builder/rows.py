@@ -10,6 +10,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import safetensors.torch
+from torch import nn
 
 from ..architectures import create_model
 from ..errors import ModelzoosError
@@ -26,19 +27,27 @@ def stage_of(spec: ZooSpec, entry: ModelEntry) -> ZooSpec:
     return spec.stage_spec(entry.stage) if spec.stages else spec
 
 
-def model_layouts(spec: ZooSpec) -> dict[str, Layout]:
-    """Each model's layout, by model_id. A single-stage zoo has one; a staged zoo may have several
-    (a pre-training head of other width, MLP and linear fine-tuning heads)."""
-    built: dict[str, Layout] = {}
+def model_templates(spec: ZooSpec) -> dict[str, nn.Module]:
+    """Each model's module, untrained, by model_id; models of one architecture and arguments share
+    one (factors such as the seed or optimizer do not change the module)."""
+    built: dict[str, nn.Module] = {}
     out = {}
     for entry in spec.models():
         own = stage_of(spec, entry)
         args = own.architecture_args(entry.factors)
         key = json.dumps([own.architecture.name, args], sort_keys=True)
         if key not in built:
-            built[key] = layout_of(create_model(own.architecture.name, **args))
+            built[key] = create_model(own.architecture.name, **args)
         out[entry.model_id] = built[key]
     return out
+
+
+def model_layouts(spec: ZooSpec) -> dict[str, Layout]:
+    """Each model's layout, by model_id. A single-stage zoo has one; a staged zoo may have several
+    (a pre-training head of other width, MLP and linear fine-tuning heads)."""
+    templates = model_templates(spec)
+    layouts = {id(m): layout_of(m) for m in templates.values()}
+    return {model_id: layouts[id(m)] for model_id, m in templates.items()}
 
 
 def zoo_layout(spec: ZooSpec) -> Layout:

@@ -1,7 +1,8 @@
 """The dataset card (README.md of the hub folder): YAML metadata for the Hub, and a body to read.
 
 Rendered from a Jinja2 template with huggingface_hub's `DatasetCard.from_template`. Reads only the
-spec, layout.json and the built tables.
+spec, the layouts and what the hub folder holds already (the built tables, soups.json, the
+transformers checkpoints' configs).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ CONFIGS = {
     "metadata": "factors and metrics of every model at every epoch; no weights (default)",
     "weights": "the metadata plus `weights`, the flattened float32 state_dict",
 }
+TRANSFORMERS_DIR = "transformers"  # of a zoo of transformers models: <model_id>/ for from_pretrained
 
 
 def _size_category(rows: int) -> str:
@@ -38,6 +40,18 @@ def content_digest(folder: Path) -> str:
         digest.update(f.name.encode())
         digest.update(f.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _transformers_checkpoints(spec: ZooSpec, folder: Path) -> dict | None:
+    """What the card's transformers section needs, when the hub folder has those checkpoints: the
+    class their config names, a model the plain class opens as an example, and whether any has
+    an MLP head (which only modelzoos' subclass opens)."""
+    if not folder.is_dir():
+        return None
+    models = spec.models()
+    example = next((m for m in models if m.factors.head != "mlp"), models[0]).model_id
+    config = json.loads((folder / example / "config.json").read_text())
+    return {"class": config["architectures"][0], "example": example, "mlp": any(m.factors.head == "mlp" for m in models)}
 
 
 def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, hub_dir: Path) -> DatasetCard:
@@ -75,6 +89,7 @@ def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, 
         for st in spec.stages
     ]
     soups = json.loads((hub_dir / "soups.json").read_text()) if (hub_dir / "soups.json").is_file() else None
+    checkpoints = _transformers_checkpoints(spec, hub_dir / TRANSFORMERS_DIR)
     return DatasetCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -87,5 +102,6 @@ def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, 
         layouts=layouts,
         stages=stages,
         soups=soups,
+        checkpoints=checkpoints,
         repo_id=f"modelzoos/{spec.name}",
     )

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..architectures import logits_of
 from ..architectures.dropout import SeededDropout, step_keys
 from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
@@ -44,7 +45,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
     model.eval()
     loss, correct = 0.0, 0
     for i in range(0, len(y), EVAL_BATCH):
-        logits = model(x[i : i + EVAL_BATCH])
+        logits = logits_of(model, x[i : i + EVAL_BATCH])
         loss += F.cross_entropy(logits, y[i : i + EVAL_BATCH], reduction="sum").item()
         correct += (logits.argmax(1) == y[i : i + EVAL_BATCH]).sum().item()
     model.train(was_training)
@@ -86,7 +87,7 @@ def train_alone(
                 xb, target = mixed[0], soft[0]
             if spec.training.loss == "info_nce":
                 xb = simclr_pair(xb[None], [f.seed], epoch, step, spec)[0]
-            out = model(xb.contiguous(memory_format=torch.channels_last))
+            out = logits_of(model, xb.contiguous(memory_format=torch.channels_last))
             loss = training_losses(spec, out[None], target[None])[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

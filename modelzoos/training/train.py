@@ -21,6 +21,7 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
+from ..architectures import logits_of
 from ..data import ImageTensors, load_image_tensors
 from ..errors import ModelzoosError
 from ..spec import ModelEntry, ZooSpec
@@ -209,7 +210,7 @@ def _check_one_step(spec: ZooSpec, data: ImageTensors, device: torch.device) -> 
         x, y = data.train_x[:2].to(device), data.train_y[:2].to(device)  # two images, not the split
         if spec.training.loss == "info_nce":
             x = simclr_pair(x[None], [entry.factors.seed], 1, 0, spec)[0]
-        training_losses(spec, model(x)[None], y[None]).sum().backward()
+        training_losses(spec, logits_of(model, x)[None], y[None]).sum().backward()
     except Exception as e:  # noqa: BLE001 (any failure here is the spec's)
         raise ModelzoosError(
             f"zoo '{spec.name}': model {entry.model_id} ({spec.architecture.name}) cannot train on its "

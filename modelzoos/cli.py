@@ -117,7 +117,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     if any(st.parent for st in spec.stages):  # a zoo with fine-tunes: measure weight averaging
         from .soups import write_soup_report
 
-        write_soup_report(args.out)
+        tuned = [st for st in spec.stages if st.parent][-1]
+        write_soup_report(args.out, k=min(3, spec.stage_spec(tuned.name).training.epochs))  # a smoke run has 1
     hub = build_hub(args.out).resolve()
     s = summarize(hub)
     minutes, seconds = divmod(int(time.monotonic() - start), 60)

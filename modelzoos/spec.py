@@ -291,14 +291,15 @@ class ZooSpec:
         """The zoo at smoke scale: 2 models, 1 epoch, `images` synthetic images of the zoo's image
         shape and class count (and a quarter as many test images). Runs anywhere, offline.
 
-        By default 256 images, and 32 for networks of over a million parameters (ResNet-18),
-        which take seconds per step on a CPU.
+        By default 256 images, 32 for networks of over a million parameters (ResNet-18) and 16
+        over 20 million (ViT-S/16 at 224), which take seconds per step on a CPU.
         """
         if images is None:
             from .architectures import create_model  # the registry; nothing is trained here
 
             model = create_model(self.architecture.name, **self.architecture_args(self.models()[0].factors))
-            images = 256 if sum(p.numel() for p in model.parameters()) <= 1_000_000 else 32
+            params = sum(p.numel() for p in model.parameters())
+            images = 256 if params <= 1_000_000 else 32 if params <= 20_000_000 else 16
         validation = self.image_data.validation
         size = images // 8 if validation.split else min(validation.size, images // 8)
         data = dataclasses.replace(

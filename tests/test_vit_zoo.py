@@ -41,6 +41,32 @@ def test_the_published_shape_of_the_embedded_vit_zoo():
     assert simclr.training.loss == "info_nce" and simclr.architecture_args(backbones[-1].factors)["num_classes"] == 64
 
 
+def test_the_published_vit_zoo_as_zoos_md_gives_it():
+    from modelzoos.builder.rows import zoo_layout
+
+    spec = load_spec("imagenet-cifar100-vit-s16")
+    models = spec.models()
+    by_stage = {st.name: [m for m in models if m.stage == st.name] for st in spec.stages}
+    assert len(models) == 250 and [len(v) for v in by_stage.values()] == [7, 3, 240]
+    backbones = by_stage["supervised"] + by_stage["contrastive"]
+    for b in backbones:
+        tunes = [m for m in by_stage["finetune"] if m.parent_id == b.model_id]
+        assert len(tunes) == 24 and {m.parent_epoch for m in tunes} == {90}
+        assert {(m.factors.head, m.factors.optimizer, m.factors.lr, m.factors.weight_decay) for m in tunes} == {
+            (h, o, lr, wd) for h in ("linear", "mlp") for o in ("adamw", "sgd") for lr in (3e-3, 1e-3, 1e-4) for wd in (1e-3, 0.0)
+        }
+    sup, con, tune = (spec.stage_spec(n) for n in ("supervised", "contrastive", "finetune"))
+    assert sup.architecture_args(backbones[0].factors) == {"in_channels": 3, "num_classes": 1000, "activation": "gelu", "dropout": 0.0}
+    assert zoo_layout(sup).n_params == 22_050_664  # ViT-S/16 at 224 with a 1,000-class head (timm's count)
+    assert (sup.training.epochs, sup.training.batch_size, sup.training.label_smoothing) == (90, 256, 0.1)
+    aug = sup.training.augmentation
+    assert (aug.resized_crop, aug.hflip, aug.mixup, aug.cutmix, aug.erasing) == (True, True, 0.8, 1.0, 0.25)
+    assert {(m.factors.optimizer, m.factors.lr, m.factors.weight_decay) for m in by_stage["supervised"]} == {("adamw", 1e-3, 1e-4)}
+    assert (con.training.loss, con.training.temperature, con.training.batch_size, con.training.epochs) == ("info_nce", 0.07, 96, 90)
+    assert (tune.image_data.source, tune.image_data.image_size, tune.training.epochs, tune.training.batch_size) == ("uoft-cs/cifar100", 224, 50, 256)
+    assert tune.training.label_smoothing == 0.1 and sup.image_data.source == "ILSVRC/imagenet-1k"
+
+
 def _staged(**changes) -> dict:
     import yaml
 

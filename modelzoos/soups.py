@@ -93,7 +93,7 @@ def soup_report(zoo_dir: str | Path, k: int = 3) -> dict[str, Any]:
     from .builder.rows import check_complete
     from .data import load_image_tensors
     from .training import evaluate
-    from .training.engine import initial_model
+    from .training.engine import autocast_dtype, initial_model
     from .zoo_dir import ZooDir
 
     zoo = ZooDir(zoo_dir)
@@ -111,7 +111,7 @@ def soup_report(zoo_dir: str | Path, k: int = 3) -> dict[str, Any]:
     def score(entry, state, split):
         model = initial_model(stage, entry.factors)
         model.load_state_dict(state)
-        return evaluate(model, *data.split(split))[1]
+        return evaluate(model, *data.split(split), autocast=autocast_dtype(stage))[1]
 
     models = [e for e in spec.models() if e.stage == tuned[-1].name]
     per_model, finals = [], {}

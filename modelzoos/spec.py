@@ -118,6 +118,9 @@ class Training:
     loss: str = "cross_entropy"
     temperature: float = 0.07  # info_nce only
     projection_dim: int = 128  # info_nce only
+    # "bfloat16": every forward pass (training and evaluation) under torch.autocast with that
+    # dtype; weights, gradients and optimizer states stay float32. Unset: float32 throughout.
+    autocast: str | None = None
     # "onecycle": torch's OneCycleLR with its defaults, max_lr = the model's lr, stepped per batch
     scheduler: str | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
@@ -292,7 +295,8 @@ class ZooSpec:
         shape and class count (and a quarter as many test images). Runs anywhere, offline.
 
         By default 256 images, 32 for networks of over a million parameters (ResNet-18) and 16
-        over 20 million (ViT-S/16 at 224), which take seconds per step on a CPU.
+        over 20 million (ViT-S/16 at 224), which take seconds per step on a CPU. Forward passes
+        run in float32 (no `training.autocast`).
         """
         if images is None:
             from .architectures import create_model  # the registry; nothing is trained here
@@ -310,10 +314,16 @@ class ZooSpec:
         )
         # stages keep their class choices, but read the synthetic images with the zoo's validation
         stages = [
-            dataclasses.replace(st, image_data={k: v for k, v in st.image_data.items() if k not in ("source", "config", "validation")})
+            dataclasses.replace(
+                st,
+                image_data={k: v for k, v in st.image_data.items() if k not in ("source", "config", "validation")},
+                training={k: v for k, v in st.training.items() if k != "autocast"},
+            )
             for st in self.stages
         ]
-        return dataclasses.replace(self, image_data=data, stages=stages).replace(max_models=2, epochs=1)
+        # float32: most CPUs emulate bfloat16 (ViT-S/16 smoke, 2-core VM: 7x slower under autocast)
+        training = dataclasses.replace(self.training, autocast=None)
+        return dataclasses.replace(self, image_data=data, training=training, stages=stages).replace(max_models=2, epochs=1)
 
     def replace(self, *, max_models: int | None = None, epochs: int | None = None) -> ZooSpec:
         """A smaller version of this zoo: the first `max_models` models, `epochs` epochs."""
@@ -590,6 +600,11 @@ def _check(spec: ZooSpec, where: str) -> None:
         raise SpecError(
             f"{where}: 'training.augmentation': crop_padding and mixup/cutmix (Beta parameters) must be >= 0, "
             "rotation in 0..180 degrees, erasing a probability"
+        )
+    if spec.training.autocast not in (None, "bfloat16"):
+        raise SpecError(
+            f"{where}: 'training.autocast': unknown '{spec.training.autocast}'; use bfloat16 or leave it out "
+            "(float16 would need loss scaling)"
         )
     if not 0 <= spec.training.label_smoothing < 1:
         raise SpecError(f"{where}: 'training.label_smoothing' must be in [0, 1)")

@@ -330,3 +330,48 @@ def test_contrastive_vit_population_trains_like_the_lone_model(tmp_path):
     # the same views for every model: two models' evaluations differ only by their weights
     one, two = (zoo.read_metrics(e.model_id)[0] for e in spec.models())
     assert one["test_loss"] != two["test_loss"]
+
+
+def test_bfloat16_autocast_in_the_engine_and_the_plain_loop(tmp_path):
+    """training.autocast: bfloat16 forward passes in the engine and in the plain loop; weights stay
+    float32. (Trajectories are not compared: bfloat16 rounding, which differs between vmap's
+    batched and one model's matmuls, grows in training past the distance to a float32 run. The
+    forward passes are.)"""
+    import dataclasses
+
+    from modelzoos.architectures import logits_of
+    from modelzoos.training.engine import Member, Population
+
+    spec = load_spec(write_spec(
+        tmp_path / "b.yaml",
+        architecture={"name": "vit", "args": {"image_size": 28, "patch_size": 7, "hidden_size": 32, "num_hidden_layers": 1,
+                                              "num_attention_heads": 4, "intermediate_size": 64}},
+        training={"epochs": 1, "autocast": "bfloat16"},
+        grid={"seed": [1, 2], "init": "default", "activation": "gelu", "optimizer": "adamw", "lr": 1e-3},
+    ))
+    full = dataclasses.replace(spec, training=dataclasses.replace(spec.training, autocast=None))
+    data = load_image_tensors(spec.image_data)
+    x, cpu = data.test_x[:64], torch.device("cpu")
+
+    def rel(a, b):
+        return ((a - b).norm() / b.norm()).item()
+
+    with torch.no_grad():
+        half = Population(spec, [Member(e) for e in spec.models()], cpu).forward(x)
+        single = Population(full, [Member(e) for e in spec.models()], cpu).forward(x)
+        models = [initial_model(spec, e.factors).eval() for e in spec.models()]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            alone = torch.stack([logits_of(m, x) for m in models]).float()
+        alone_single = torch.stack([logits_of(m, x) for m in models])
+    assert half.dtype == torch.float32
+    # bfloat16 keeps ~3 digits: both paths are that far from float32 (where a group and a lone
+    # model agree to ~1e-7), and that close to each other
+    assert rel(half, single) > 1e-3 and rel(alone, alone_single) > 1e-3 and rel(single, alone_single) < 1e-5
+    assert rel(half, alone) < 1e-2
+    zoo = train_zoo(spec, tmp_path / "zoo", progress=False)
+    for entry in spec.models():
+        assert all(t.dtype == torch.float32 for t in _weights(zoo, entry.model_id, 1).values())
+        before, after = zoo.read_metrics(entry.model_id)
+        assert after["train_loss"] < before["train_loss"]
+    trained = train_alone(spec, spec.models()[0], data)
+    assert all(t.dtype == torch.float32 for t in trained[1].values()) and not torch.equal(trained[0]["classifier.weight"], trained[1]["classifier.weight"])

@@ -104,6 +104,11 @@ def start_weights(spec: ZooSpec, entry: ModelEntry, zoo: ZooDir) -> dict[str, Te
     return state
 
 
+def autocast_dtype(spec: ZooSpec) -> torch.dtype | None:
+    """The dtype of the spec's `training.autocast`, or None (float32 throughout)."""
+    return getattr(torch, spec.training.autocast) if spec.training.autocast else None
+
+
 def data_order(seed: int, epoch: int, n: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, "order", epoch)))
 
@@ -177,6 +182,7 @@ class Population:
             if m.optimizer is not None:
                 self.optimizer.load_model_state(k, {n: t.to(device) for n, t in m.optimizer.items()})
         self.dropout = torch.tensor([f.dropout for f in factors], device=device)
+        self.autocast = autocast_dtype(spec)
         self.ok = torch.tensor([not m.history or m.history[-1]["status"] == "ok" for m in members], device=device)
         self._population_forward = getattr(self.template, "population_forward", None)
         if self._population_forward is None:
@@ -191,7 +197,9 @@ class Population:
         """Logits K x B x classes; x is K x B x C x H x W (own batches) or B x C x H x W (shared).
         In training, dropout applies and BatchNorm updates the running statistics in `buffers`."""
         activation = self.members[0].entry.factors.activation
-        return self._population_forward(self.params, self.buffers, x, activation, dropout, training)
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            out = self._population_forward(self.params, self.buffers, x, activation, dropout, training)
+        return out.float()
 
     def model_state(self, k: int) -> dict[str, Tensor]:
         """Model k's state_dict, in the per-model module's order (clones: safetensors refuses views)."""

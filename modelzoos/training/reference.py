@@ -19,7 +19,15 @@ from ..architectures.dropout import SeededDropout, step_keys
 from ..data import ImageTensors
 from ..spec import Factors, ModelEntry, ZooSpec
 from .augment import augment, black, mix, mix_draws
-from .engine import augment_keys, data_order, dropout_base_key, initial_model, simclr_pair, training_losses
+from .engine import (
+    augment_keys,
+    autocast_dtype,
+    data_order,
+    dropout_base_key,
+    initial_model,
+    simclr_pair,
+    training_losses,
+)
 
 EVAL_BATCH = 1000
 
@@ -37,15 +45,17 @@ def make_optimizer(params: Any, f: Factors) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` (in eval mode) on images `x`, labels `y`."""
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, autocast: torch.dtype | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` (in eval mode) on images `x`, labels `y`, its
+    forward under torch.autocast to `autocast` if given (as the zoo's spec says, `autocast_dtype`)."""
     if len(y) == 0:
         return math.nan, math.nan
     was_training = model.training
     model.eval()
     loss, correct = 0.0, 0
     for i in range(0, len(y), EVAL_BATCH):
-        logits = logits_of(model, x[i : i + EVAL_BATCH])
+        with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+            logits = logits_of(model, x[i : i + EVAL_BATCH]).float()
         loss += F.cross_entropy(logits, y[i : i + EVAL_BATCH], reduction="sum").item()
         correct += (logits.argmax(1) == y[i : i + EVAL_BATCH]).sum().item()
     model.train(was_training)
@@ -70,6 +80,7 @@ def train_alone(
     bs = spec.training.batch_size
     aug = spec.training.augmentation
     fill = black(spec.image_data.mean, spec.image_data.std, x.shape[1]).to(device)
+    half = autocast_dtype(spec)
     states = [_state(model)]
     for epoch in range(1, spec.training.epochs + 1):
         model.train()
@@ -87,7 +98,8 @@ def train_alone(
                 xb, target = mixed[0], soft[0]
             if spec.training.loss == "info_nce":
                 xb = simclr_pair(xb[None], [f.seed], epoch, step, spec)[0]
-            out = logits_of(model, xb.contiguous(memory_format=torch.channels_last))
+            with torch.autocast(torch.device(device).type, dtype=half, enabled=half is not None):
+                out = logits_of(model, xb.contiguous(memory_format=torch.channels_last)).float()
             loss = training_losses(spec, out[None], target[None])[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

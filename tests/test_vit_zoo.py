@@ -144,7 +144,7 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
     assert "## Stages and lineage" in card
     # the protocol of each stage, the contrastive one with its loss and its metrics
     assert all(f"### Stage `{st.name}`" in card for st in spec.stages) and card.count("Label smoothing 0.1 on the training loss") == 2
-    assert "InfoNCE loss at temperature 0.5" in card and "weighted k-NN vote" in card
+    assert "InfoNCE loss at temperature 0.07" in card and "weighted k-NN vote" in card
     simclr = [r for r in rows if r["stage"] == "simclr"]
     assert len(simclr) == 3 and all(r["test_acc"] is not None and 0 < r["test_acc"] <= 1 for r in simclr)
     assert card.index("final test accuracy, pretrain") < card.index("final test accuracy, finetune") and f"`{spec.models()[0].model_id}`" in card

@@ -78,6 +78,8 @@ def write_transformers_checkpoints(zoo: ZooDir, spec: ZooSpec, dest: Path) -> No
             dest / entry.model_id,
             zoo=spec.name, model_id=entry.model_id, stage=entry.stage, parent_id=entry.parent_id,
             parent_epoch=entry.parent_epoch, epoch=epoch,
+            # how the row was scored: a contrastive model's head is a projection head
+            loss=stage_of(spec, entry).training.loss, autocast=stage_of(spec, entry).training.autocast,
         )
 
 

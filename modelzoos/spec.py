@@ -360,12 +360,21 @@ def _staged_models(spec: ZooSpec) -> list[ModelEntry]:
                 for name in stage.parents
                 for p in by_stage[name]
             ]
+        # `max_models` caps the models from each parent stage, so a shrunk zoo still fine-tunes
+        # every kind of backbone (e.g. supervised and contrastive)
         mine = []
-        for parent, epoch in parents:
-            for e in grid:
-                lineage = {"stage": stage.name, "parent_id": parent.model_id if parent else None, "parent_epoch": epoch}
-                mine.append(ModelEntry(len(entries) + len(mine), model_id_of(e.factors, lineage), e.factors, **lineage))
-        by_stage[stage.name] = mine = mine[: spec.max_models]
+        for name in stage.parents or [None]:
+            kept = 0
+            for parent, epoch in parents:
+                if parent is not None and parent.stage != name:
+                    continue
+                for e in grid:
+                    if spec.max_models is not None and kept >= spec.max_models:
+                        break
+                    lineage = {"stage": stage.name, "parent_id": parent.model_id if parent else None, "parent_epoch": epoch}
+                    mine.append(ModelEntry(len(entries) + len(mine), model_id_of(e.factors, lineage), e.factors, **lineage))
+                    kept += 1
+        by_stage[stage.name] = mine
         entries += mine
     return entries
 
@@ -535,6 +544,8 @@ def _check_stages(spec: ZooSpec, where: str) -> None:
                 raise SpecError(
                     f"{where}: 'stages[{i}].parent': '{parent}' is no earlier stage (earlier: {', '.join(names[:i]) or 'none'})"
                 )
+        if isinstance(stage.parent, list) and not stage.parent:
+            raise SpecError(f"{where}: 'stages[{i}].parent' is an empty list; name a stage, or leave it out")
         if len(set(stage.parents)) != len(stage.parents):
             raise SpecError(f"{where}: 'stages[{i}].parent' names a stage twice")
         if not stage.parents and stage.parent_epoch is not None:

@@ -162,3 +162,23 @@ def test_the_default_init_is_the_architectures_own_drawn_from_the_seed():
     a, b, c = weights(1), weights(1), weights(2)
     assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["conv1.weight"], c["conv1.weight"])
     assert not torch.all(a["fc1.bias"] == 0.01)  # PyTorch's own init, biases included
+
+
+def test_vit_population_features_are_each_backbones_cls_token():
+    """What a contrastive model's k-NN accuracy reads: the final layer-normed CLS token of each
+    model's backbone (before its head), under vmap."""
+    from torch.func import stack_module_state
+
+    args = dict(image_size=28, patch_size=7, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                intermediate_size=64, in_channels=1, num_classes=16, head="mlp")
+    models = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        models.append(create_model("vit", **args).eval())
+    params, buffers = stack_module_state(models)
+    x = torch.randn(2, 3, 1, 28, 28)
+    features = models[0].population_features(params, buffers, x)
+    with torch.no_grad():
+        for k, m in enumerate(models):
+            torch.testing.assert_close(features[k], m.vit(x[k]).last_hidden_state[:, 0], rtol=1e-5, atol=1e-6)
+    assert features.shape == (2, 3, 32)  # the hidden width, not the head's 16

@@ -80,8 +80,11 @@ def test_knn_accuracy_votes_by_the_nearest_training_images():
     queries = torch.stack([torch.tensor([[1.0, 0.05], [-1.0, 0.05]]), torch.tensor([[-1.0, 0.05], [1.0, 0.05]])])
     correct = knn_accuracy(torch.stack([bank, bank]), labels, queries, torch.tensor([0, 1]), k=3)
     assert correct.tolist() == [2, 0]
-    # leave-one-out: a lone point of its label among the other label is voted wrong
-    odd = torch.tensor([0, 0, 1, 1, 1, 1])
-    loo = knn_accuracy(bank[None], odd, bank[None], odd, k=2, self_index=torch.arange(6))
-    without = knn_accuracy(bank[None], odd, bank[None], odd, k=1)
-    assert loo.tolist() == [4] and without.tolist() == [6]
+    # leave-one-out at k 1: in the first cluster each point's nearest other point has the other
+    # label (the lone label-1 point sits between the two label-0 ones), so all three are voted wrong
+    spread = torch.tensor([0.0, 0.1, 0.25, 3.0, 3.1, 3.2])
+    points = torch.stack([spread.cos(), spread.sin()], -1)[None]
+    odd = torch.tensor([0, 1, 0, 1, 1, 1])
+    loo = knn_accuracy(points, odd, points, odd, k=1, self_index=torch.arange(6))
+    without = knn_accuracy(points, odd, points, odd, k=1)
+    assert loo.tolist() == [3] and without.tolist() == [6]

@@ -327,9 +327,18 @@ def test_contrastive_vit_population_trains_like_the_lone_model(tmp_path):
         assert before["train_loss"] != after["train_loss"]
         assert all(0 < after[f"{s}_acc"] <= 1 for s in ("train", "val", "test"))
         assert after["ggap"] == pytest.approx(after["train_acc"] - after["test_acc"])
-    # the same views for every model: two models' evaluations differ only by their weights
-    one, two = (zoo.read_metrics(e.model_id)[0] for e in spec.models())
-    assert one["test_loss"] != two["test_loss"]
+    # fixed views: a model's metrics are the same alone and beside another model, and the views
+    # are the same for both (two copies of one model score alike)
+    from modelzoos.training.engine import GroupTrainer, Member, Population
+
+    trainer = GroupTrainer(spec, zoo, data, torch.device("cpu"))
+    first, second = spec.models()
+    pair = trainer.metrics(Population(spec, [Member(first), Member(second)], torch.device("cpu")))
+    alone = trainer.metrics(Population(spec, [Member(first)], torch.device("cpu")))
+    twins = trainer.metrics(Population(spec, [Member(first), Member(first)], torch.device("cpu")))
+    for name, v in alone.items():
+        assert v[0].item() == pytest.approx(pair[name][0].item(), rel=1e-5) == pytest.approx(twins[name][1].item(), rel=1e-5)
+    assert zoo.read_metrics(first.model_id)[0]["test_loss"] == pytest.approx(alone["test_loss"][0].item(), rel=1e-5)
 
 
 def test_bfloat16_autocast_in_the_engine_and_the_plain_loop(tmp_path):

@@ -20,7 +20,8 @@ from modelzoos.zoo_dir import ZooDir
 
 @pytest.fixture(scope="module")
 def vit_zoo(tmp_path_factory):
-    """digits-vit with 2 backbones and the first 4 of their fine-tunes, 2 epochs a stage."""
+    """digits-vit with its 4 backbones (3 supervised, 1 SimCLR) and the first 4 fine-tunes of the
+    first backbone of each kind, 2 epochs a stage."""
     spec = load_spec("digits-vit").replace(max_models=4, epochs=2)
     root = tmp_path_factory.mktemp("vit") / "zoo"
     train_zoo(spec, root, progress=False)
@@ -107,7 +108,9 @@ def test_a_contrastive_stage_may_have_a_projection_head():
 def test_fine_tunes_start_from_their_backbone_with_a_new_head(vit_zoo):
     spec, zoo, _ = vit_zoo
     tunes = [m for m in spec.models() if m.stage == "finetune"]
-    assert len(tunes) == 4 and {m.factors.head for m in tunes} == {"linear", "mlp"}
+    assert len(tunes) == 8 and {m.factors.head for m in tunes} == {"linear", "mlp"}
+    stage_of = {m.model_id: m.stage for m in spec.models()}
+    assert sorted(stage_of[m.parent_id] for m in tunes) == ["pretrain"] * 4 + ["simclr"] * 4
     for m in tunes:
         start = safetensors.torch.load_file(zoo.checkpoint(m.model_id, 0))
         parent = safetensors.torch.load_file(zoo.checkpoint(m.parent_id, m.parent_epoch))
@@ -155,7 +158,7 @@ def test_soup_report_on_the_fine_tunes_and_in_the_card(vit_zoo):
 
     spec, zoo, _ = vit_zoo
     report = json.loads(write_soup_report(zoo.root, k=2).read_text())
-    assert report["k"] == 2 and len(report["models"]) == 4
+    assert report["k"] == 2 and len(report["models"]) == 8 and len(report["families"]) == 4
     assert {(f["head"], f["siblings"]) for f in report["families"]} == {("linear", 2), ("mlp", 2)}
     for m in report["models"]:
         assert m["last"] == zoo.read_metrics(m["model_id"])[-1]["test_acc"] and 0 <= m["averaged"] <= 1
@@ -185,7 +188,8 @@ def test_the_hub_folder_has_a_transformers_checkpoint_of_each_models_final_epoch
         assert config["architectures"] == ["ViTForImageClassification"] and config["model_type"] == "vit"
         assert config["head"] == ("mlp" if m.factors.head == "mlp" else "linear")
         lineage = {"zoo": spec.name, "model_id": m.model_id, "stage": m.stage, "parent_id": m.parent_id,
-                   "parent_epoch": m.parent_epoch, "epoch": 2}
+                   "parent_epoch": m.parent_epoch, "epoch": 2,
+                   "loss": "info_nce" if m.stage == "simclr" else "cross_entropy", "autocast": None}
         assert config["modelzoos"] == lineage
         with safetensors.safe_open(folder / "model.safetensors", "pt") as f:
             assert f.metadata() == {"format": "pt"}

@@ -82,6 +82,18 @@ class ViT(ViTForImageClassification):
         finally:
             self.train(was)
 
+    def population_features(self, p: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+        """The backbone's representation (K x B x hidden: the final layer-normed CLS token, what
+        the head reads) of K models in eval mode; `x` as for `population_forward`."""
+        backbone = {n.removeprefix("vit."): t for n, t in {**p, **buffers}.items() if n.startswith("vit.")}
+        was = self.training
+        self.eval()
+        try:
+            call = lambda params, images: functional_call(self.vit, params, (images,)).last_hidden_state[:, 0]  # noqa: E731
+            return vmap(call, in_dims=(0, 0 if x.dim() == 5 else None))(backbone, x)
+        finally:
+            self.train(was)
+
 
 def vit_config(
     in_channels: int = 3,

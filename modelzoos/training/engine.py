@@ -201,6 +201,16 @@ class Population:
             out = self._population_forward(self.params, self.buffers, x, activation, dropout, training)
         return out.float()
 
+    def features(self, x: Tensor) -> Tensor:
+        """The representation the head reads (K x B x dim), in eval mode, where the architecture
+        exposes it (`population_features`); else the forward's output."""
+        features = getattr(self.template, "population_features", None)
+        if features is None:
+            return self.forward(x)
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            out = features(self.params, self.buffers, x)
+        return out.float()
+
     def model_state(self, k: int) -> dict[str, Tensor]:
         """Model k's state_dict, in the per-model module's order (clones: safetensors refuses views)."""
         stacked = {**self.params, **self.buffers}
@@ -318,11 +328,12 @@ class GroupTrainer:
     def evaluate_contrastive(self, pop: Population) -> dict[str, Tensor]:
         """A contrastive model's metrics: per split, InfoNCE on two fixed views of its images (the
         same views for every model and epoch, in training-sized batches) and the k-NN accuracy of
-        its embeddings against the training images' (`contrastive.knn_accuracy`; on the training
-        images leave-one-out)."""
+        its representation (`Population.features`: the backbone's, before the projection head, as
+        SimCLR evaluates) against the training images' (`contrastive.knn_accuracy`; on the
+        training images leave-one-out)."""
         K, chunk, bs = len(pop), self._chunk(pop), self.spec.training.batch_size
         bank_x, bank_y = self.data.split("train")
-        bank = torch.cat([pop.forward(bank_x[i : i + chunk]) for i in range(0, len(bank_y), chunk)], 1)
+        bank = torch.cat([pop.features(bank_x[i : i + chunk]) for i in range(0, len(bank_y), chunk)], 1)
         # k-NN similarities are K x queries x bank: as many as an evaluation chunk's activations
         queries = max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS["cpu"]) // (K * max(1, len(bank_y))))
         out = {}
@@ -335,7 +346,7 @@ class GroupTrainer:
             for step, i in enumerate(range(0, len(y), bs)):
                 pair = simclr_pair(x[None, i : i + bs], [EVAL_VIEWS_SEED], 0, step, self.spec)[0]
                 loss += training_losses(self.spec, pop.forward(pair), y).double() * len(y[i : i + bs])
-            emb = bank if split == "train" else torch.cat([pop.forward(x[i : i + chunk]) for i in range(0, len(y), chunk)], 1)
+            emb = bank if split == "train" else torch.cat([pop.features(x[i : i + chunk]) for i in range(0, len(y), chunk)], 1)
             correct = torch.zeros(K, dtype=torch.int64, device=self.device)
             for i in range(0, len(y), queries):
                 own = torch.arange(i, min(i + queries, len(y)), device=self.device) if split == "train" else None

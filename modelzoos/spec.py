@@ -321,7 +321,7 @@ class ZooSpec:
             )
             for st in self.stages
         ]
-        # float32: most CPUs emulate bfloat16 (ViT-S/16 smoke, 2-core VM: 7x slower under autocast)
+        # float32: most CPUs emulate bfloat16 (ViT-S/16 smoke stages on a 2-core VM: 13x slower under autocast)
         training = dataclasses.replace(self.training, autocast=None)
         return dataclasses.replace(self, image_data=data, training=training, stages=stages).replace(max_models=2, epochs=1)
 

@@ -18,7 +18,7 @@ def test_list_and_show(capsys):
     assert "= 50 models" in capsys.readouterr().out
     assert main(["show", "digits-vit"]) == 0
     out = capsys.readouterr().out
-    assert "# stage pretrain: 3 models (from scratch)" in out and "# stage finetune: 48 models (from each 'pretrain' model)" in out
+    assert "# stage pretrain: 3 models (from scratch)" in out and "# stage finetune: 64 models (from each 'pretrain' and 'simclr' model)" in out
 
 
 def test_run_trains_builds_and_summarizes(tiny_spec_path, tmp_path, capsys):

@@ -114,10 +114,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     train_zoo(spec, args.out, group_size=args.group_size)
     if not process_state().is_main_process:
         return
-    if any(st.parent for st in spec.stages):  # a zoo with fine-tunes: measure weight averaging
-        from .soups import write_soup_report
+    from .soups import fine_tuning_stage, write_soup_report
 
-        tuned = [st for st in spec.stages if st.parent][-1]
+    tuned = fine_tuning_stage(spec)
+    if tuned is not None:  # a zoo with fine-tunes: measure weight averaging
         write_soup_report(args.out, k=min(3, spec.stage_spec(tuned.name).training.epochs))  # a smoke run has 1
     hub = build_hub(args.out).resolve()
     s = summarize(hub)

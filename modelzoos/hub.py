@@ -72,14 +72,15 @@ def write_transformers_checkpoints(zoo: ZooDir, spec: ZooSpec, dest: Path) -> No
         export = getattr(templates[entry.model_id], "export_pretrained", None)
         if export is None:
             continue
-        epoch = stage_of(spec, entry).training.epochs
+        training = stage_of(spec, entry).training
+        epoch = training.epochs
         export(
             safetensors.torch.load_file(zoo.checkpoint(entry.model_id, epoch)),
             dest / entry.model_id,
             zoo=spec.name, model_id=entry.model_id, stage=entry.stage, parent_id=entry.parent_id,
             parent_epoch=entry.parent_epoch, epoch=epoch,
             # how the row was scored: a contrastive model's head is a projection head
-            loss=stage_of(spec, entry).training.loss, autocast=stage_of(spec, entry).training.autocast,
+            loss=training.loss, autocast=training.autocast,
         )
 
 

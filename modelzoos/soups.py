@@ -27,6 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .errors import ModelzoosError
+from .spec import Stage, ZooSpec
 
 State = Mapping[str, Tensor]
 
@@ -80,6 +81,11 @@ def greedy_soup(states: Sequence[State], score: Callable[[State], float]) -> tup
     return soup, used
 
 
+def fine_tuning_stage(spec: ZooSpec) -> Stage | None:
+    """The stage whose models soups compare: a staged zoo's last stage with a parent."""
+    return next((st for st in reversed(spec.stages) if st.parents), None)
+
+
 def soup_report(zoo_dir: str | Path, k: int = 3) -> dict[str, Any]:
     """What weight averaging gives in a staged zoo, on the fine-tuning stage's test images.
 
@@ -98,11 +104,11 @@ def soup_report(zoo_dir: str | Path, k: int = 3) -> dict[str, Any]:
 
     zoo = ZooDir(zoo_dir)
     spec = zoo.load_spec()
-    tuned = [st for st in spec.stages if st.parent is not None]
-    if not tuned:
+    tuned = fine_tuning_stage(spec)
+    if tuned is None:
         raise ModelzoosError(f"{zoo.root}: '{spec.name}' has no fine-tuning stage; soups need a staged zoo such as digits-vit")
     check_complete(zoo, spec)
-    stage = spec.stage_spec(tuned[-1].name)
+    stage = spec.stage_spec(tuned.name)
     data = load_image_tensors(stage.image_data)
     epochs = stage.training.epochs
     if not 1 <= k <= epochs:
@@ -113,7 +119,7 @@ def soup_report(zoo_dir: str | Path, k: int = 3) -> dict[str, Any]:
         model.load_state_dict(state)
         return evaluate(model, *data.split(split), autocast=autocast_dtype(stage))[1]
 
-    models = [e for e in spec.models() if e.stage == tuned[-1].name]
+    models = [e for e in spec.models() if e.stage == tuned.name]
     per_model, finals = [], {}
     for e in tqdm(models, desc="epoch averages", unit="model"):
         states = [safetensors.torch.load_file(zoo.checkpoint(e.model_id, ep)) for ep in range(epochs - k + 1, epochs + 1)]

@@ -238,7 +238,7 @@ class ZooSpec:
 
     def models(self) -> list[ModelEntry]:
         """The ordered models: of the grid, or of every stage in order (then `max_models` caps
-        each stage)."""
+        each stage, and a stage with several parent stages per parent stage)."""
         if self.stages:
             return _staged_models(self)
         return self._grid_models()
@@ -352,28 +352,18 @@ def _staged_models(spec: ZooSpec) -> list[ModelEntry]:
     by_stage: dict[str, list[ModelEntry]] = {}
     for stage in spec.stages:
         grid = dataclasses.replace(spec.stage_spec(stage.name), max_models=None)._grid_models()
-        # (parent, the epoch it starts from) for every parent model, in stage order
-        parents: list[tuple[ModelEntry | None, int | None]] = [(None, None)]
-        if stage.parents:
-            parents = [
-                (p, spec.stage_spec(name).training.epochs if stage.parent_epoch is None else stage.parent_epoch)
-                for name in stage.parents
-                for p in by_stage[name]
-            ]
+        mine: list[ModelEntry] = []
         # `max_models` caps the models from each parent stage, so a shrunk zoo still fine-tunes
         # every kind of backbone (e.g. supervised and contrastive)
-        mine = []
         for name in stage.parents or [None]:
-            kept = 0
-            for parent, epoch in parents:
-                if parent is not None and parent.stage != name:
-                    continue
-                for e in grid:
-                    if spec.max_models is not None and kept >= spec.max_models:
-                        break
-                    lineage = {"stage": stage.name, "parent_id": parent.model_id if parent else None, "parent_epoch": epoch}
-                    mine.append(ModelEntry(len(entries) + len(mine), model_id_of(e.factors, lineage), e.factors, **lineage))
-                    kept += 1
+            parents: list[ModelEntry | None] = by_stage[name] if name else [None]
+            epoch = None
+            if name:
+                epoch = spec.stage_spec(name).training.epochs if stage.parent_epoch is None else stage.parent_epoch
+            pairs = [(parent, e) for parent in parents for e in grid][: spec.max_models]
+            for parent, e in pairs:
+                lineage = {"stage": stage.name, "parent_id": parent.model_id if parent else None, "parent_epoch": epoch}
+                mine.append(ModelEntry(len(entries) + len(mine), model_id_of(e.factors, lineage), e.factors, **lineage))
         by_stage[stage.name] = mine
         entries += mine
     return entries

@@ -9,8 +9,8 @@ are transformed at once: no PIL, no per-image Python.
 
 Differences from torchvision, on purpose: the crop (`augment.resized_crop`) is resampled
 bilinearly in one `grid_sample` (no antialiasing), and a crop draw that does not fit is clipped
-instead of retried. On 1-channel
-images the colour operations that need colour (saturation, hue, grayscale) are left out.
+instead of retried. On 1-channel images the colour operations that need colour (saturation, hue,
+grayscale) are left out.
 
 A contrastive model has no classifier, so its accuracies are k-NN accuracies (`knn_accuracy`):
 each image takes the weighted vote of its 20 nearest training images in the model's embedding,
@@ -18,7 +18,6 @@ as DINO's k-NN evaluation does (cosine similarity, weights exp(similarity / 0.07
 """
 
 from __future__ import annotations
-
 
 import torch
 import torch.nn.functional as F
@@ -57,17 +56,16 @@ def _color_jitter(img: Tensor, u: Tensor, apply: Tensor) -> Tensor:
     weights = torch.tensor(GRAY, device=img.device).view(1, 3, 1, 1)
 
     def gray(t: Tensor) -> Tensor:
-        return (t * weights).sum(1, keepdim=True)
-
-    if img.shape[1] == 1:
-        out = (c * (b * img).clamp(0, 1) + (1 - c) * (b * img).clamp(0, 1).mean((2, 3), keepdim=True)).clamp(0, 1)
-        return torch.where(apply.view(-1, 1, 1, 1), out, img)
+        return t if t.shape[1] == 1 else (t * weights).sum(1, keepdim=True)
 
     def brightness(t: Tensor) -> Tensor:
         return (t * b).clamp(0, 1)
 
     def contrast(t: Tensor) -> Tensor:
         return (c * t + (1 - c) * gray(t).mean((2, 3), keepdim=True)).clamp(0, 1)
+
+    if img.shape[1] == 1:
+        return torch.where(apply.view(-1, 1, 1, 1), contrast(brightness(img)), img)
 
     def saturation(t: Tensor) -> Tensor:
         return (s * t + (1 - s) * gray(t)).clamp(0, 1)

@@ -109,6 +109,12 @@ def autocast_dtype(spec: ZooSpec) -> torch.dtype | None:
     return getattr(torch, spec.training.autocast) if spec.training.autocast else None
 
 
+def autocast_to(device: torch.device | str, dtype: torch.dtype | None) -> torch.autocast:
+    """torch.autocast to `dtype` on `device`'s kind, off for None: every forward pass of a zoo
+    (engine, plain loop, evaluation) runs under this."""
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
+
 def data_order(seed: int, epoch: int, n: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, "order", epoch)))
 
@@ -197,7 +203,7 @@ class Population:
         """Logits K x B x classes; x is K x B x C x H x W (own batches) or B x C x H x W (shared).
         In training, dropout applies and BatchNorm updates the running statistics in `buffers`."""
         activation = self.members[0].entry.factors.activation
-        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+        with autocast_to(self.device, self.autocast):
             out = self._population_forward(self.params, self.buffers, x, activation, dropout, training)
         return out.float()
 
@@ -207,7 +213,7 @@ class Population:
         features = getattr(self.template, "population_features", None)
         if features is None:
             return self.forward(x)
-        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+        with autocast_to(self.device, self.autocast):
             out = features(self.params, self.buffers, x)
         return out.float()
 
@@ -304,9 +310,9 @@ class GroupTrainer:
         metrics["ggap"] = metrics["train_acc"] - metrics["test_acc"]
         return metrics
 
-    def _chunk(self, pop: Population) -> int:
-        """Images per evaluation forward."""
-        return max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS["cpu"]) // (len(pop) * self.per_image))
+    def _chunk(self, pop: Population, per_item: int | None = None) -> int:
+        """Items (images, by default of `per_image` floats each) per evaluation call."""
+        return max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS["cpu"]) // (len(pop) * (per_item or self.per_image)))
 
     @torch.no_grad()
     def evaluate(self, pop: Population, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -332,10 +338,14 @@ class GroupTrainer:
         SimCLR evaluates) against the training images' (`contrastive.knn_accuracy`; on the
         training images leave-one-out)."""
         K, chunk, bs = len(pop), self._chunk(pop), self.spec.training.batch_size
+
+        def embed(x: Tensor) -> Tensor:
+            return torch.cat([pop.features(x[i : i + chunk]) for i in range(0, len(x), chunk)], 1)
+
         bank_x, bank_y = self.data.split("train")
-        bank = torch.cat([pop.features(bank_x[i : i + chunk]) for i in range(0, len(bank_y), chunk)], 1)
+        bank = embed(bank_x)
         # k-NN similarities are K x queries x bank: as many as an evaluation chunk's activations
-        queries = max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS["cpu"]) // (K * max(1, len(bank_y))))
+        queries = self._chunk(pop, per_item=max(1, len(bank_y)))
         out = {}
         for split in ("train", "val", "test"):
             x, y = self.data.split(split)
@@ -346,7 +356,7 @@ class GroupTrainer:
             for step, i in enumerate(range(0, len(y), bs)):
                 pair = simclr_pair(x[None, i : i + bs], [EVAL_VIEWS_SEED], 0, step, self.spec)[0]
                 loss += training_losses(self.spec, pop.forward(pair), y).double() * len(y[i : i + bs])
-            emb = bank if split == "train" else torch.cat([pop.features(x[i : i + chunk]) for i in range(0, len(y), chunk)], 1)
+            emb = bank if split == "train" else embed(x)
             correct = torch.zeros(K, dtype=torch.int64, device=self.device)
             for i in range(0, len(y), queries):
                 own = torch.arange(i, min(i + queries, len(y)), device=self.device) if split == "train" else None

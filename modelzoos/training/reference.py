@@ -22,6 +22,7 @@ from .augment import augment, black, mix, mix_draws
 from .engine import (
     augment_keys,
     autocast_dtype,
+    autocast_to,
     data_order,
     dropout_base_key,
     initial_model,
@@ -54,7 +55,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, autocast: torch.dtype | Non
     model.eval()
     loss, correct = 0.0, 0
     for i in range(0, len(y), EVAL_BATCH):
-        with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+        with autocast_to(x.device, autocast):
             logits = logits_of(model, x[i : i + EVAL_BATCH]).float()
         loss += F.cross_entropy(logits, y[i : i + EVAL_BATCH], reduction="sum").item()
         correct += (logits.argmax(1) == y[i : i + EVAL_BATCH]).sum().item()
@@ -98,7 +99,7 @@ def train_alone(
                 xb, target = mixed[0], soft[0]
             if spec.training.loss == "info_nce":
                 xb = simclr_pair(xb[None], [f.seed], epoch, step, spec)[0]
-            with torch.autocast(torch.device(device).type, dtype=half, enabled=half is not None):
+            with autocast_to(device, half):
                 out = logits_of(model, xb.contiguous(memory_format=torch.channels_last)).float()
             loss = training_losses(spec, out[None], target[None])[0]
             optimizer.zero_grad(set_to_none=True)

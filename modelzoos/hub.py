@@ -9,23 +9,27 @@ so a failed build leaves a previous hub folder as it was.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import safetensors.torch
+from tqdm.auto import tqdm
 
 from .builder import ModelZoo
-from .builder.rows import check_complete, model_templates, named_layouts, stage_of
+from .builder.rows import check_complete, distinct_layouts, model_templates, named_layouts, stage_of
 from .errors import ModelzoosError
 from .hub_cards import render_card, summarize
-from .hub_cards.card import CONFIGS, TRANSFORMERS_DIR
+from .hub_cards.card import CONFIG_DESCRIPTIONS, TRANSFORMERS_DIR
+from .packed import PACKED_DIR, write_packed
+from .shards import HubConfig, SplitFiles, rows_per_group, write_split
 from .spec import ZooSpec
 from .zoo_dir import DIR_MODE, ZooDir, atomic_write
 
 
-def build_hub(zoo_dir: str | Path) -> Path:
+def build_hub(zoo_dir: str | Path, *, checkpoints: bool = False) -> Path:
+    """Write `zoo_dir/hub`; with `checkpoints`, also `checkpoints/<model_id>.safetensors` holding
+    every epoch of a model (see `packed.py`)."""
     zoo = ZooDir(zoo_dir)
     if zoo.is_hub_folder():
         raise ModelzoosError(f"{zoo.root} is a hub folder already; build the zoo directory (its parent)")
@@ -35,15 +39,7 @@ def build_hub(zoo_dir: str | Path) -> Path:
     stage = Path(tempfile.mkdtemp(dir=zoo.root, prefix=".hub-"))
     stage.chmod(DIR_MODE)
     try:
-        for config in CONFIGS:
-            builder = ModelZoo(config_name=config, data_dir=str(zoo.root), cache_dir=str(stage / ".cache"))
-            prepared = stage / ".prepared" / config
-            builder.download_and_prepare(output_dir=str(prepared), file_format="parquet")
-            (stage / config).mkdir()
-            for f in prepared.glob("*.parquet"):
-                f.rename(stage / config / _shard_name(f.name, builder.dataset_name))
-        shutil.rmtree(stage / ".prepared")
-        shutil.rmtree(stage / ".cache")
+        configs = write_tables(zoo, spec, stage)
         if len(layouts) == 1:
             atomic_write(stage / "layout.json", next(iter(layouts.values())).to_json())
         else:  # a staged zoo: one per stage and head, named as the rows' `stage` and `head` say
@@ -54,12 +50,66 @@ def build_hub(zoo_dir: str | Path) -> Path:
         if (zoo.root / "soups.json").is_file():  # `modelzoos soups` measured weight averaging
             shutil.copyfile(zoo.root / "soups.json", stage / "soups.json")
         write_transformers_checkpoints(zoo, spec, stage / TRANSFORMERS_DIR)
-        render_card(spec, layouts, summarize(stage), stage).save(stage / "README.md")
+        if checkpoints:
+            for entry in tqdm(spec.models(), desc="packed checkpoints", unit="model"):
+                epochs = range(stage_of(spec, entry).training.epochs + 1)
+                write_packed([zoo.checkpoint(entry.model_id, e) for e in epochs], stage / PACKED_DIR / f"{entry.model_id}.safetensors")
+        render_card(spec, layouts, summarize(stage), stage, configs).save(stage / "README.md")
         _swap(stage, zoo.hub_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return zoo.hub_dir
+
+
+def write_tables(zoo: ZooDir, spec: ZooSpec, hub_dir: Path) -> list[HubConfig]:
+    """The Parquet shards of every config, streamed model by model from the builder (`ModelZoo`),
+    one row group at a time: memory holds a row group, whatever the number of models."""
+    runs = [("metadata", "metadata", {}), ("final", "final", {})]
+    if spec.stages:  # weights per stage, so that a stage's config downloads only its own files
+        runs[1:1] = [("weights", f"weights/{st.name}", {"stage": st.name}) for st in spec.stages]
+    else:
+        runs[1:1] = [("weights", "weights", {})]
+    rows = {"metadata": 0, "weights": 0, "final": 0}
+    for entry in spec.models():
+        epochs = stage_of(spec, entry).training.epochs + 1
+        rows["metadata"] += epochs
+        rows["weights"] += epochs
+        rows["final"] += 1
+    numel = max(layout.numel for layout in distinct_layouts(spec))
+    configs: dict[str, HubConfig] = {}
+    with tempfile.TemporaryDirectory() as cache, tqdm(
+        total=sum(rows[name] for name, _, _ in runs), desc="writing tables", unit="row"
+    ) as bar:
+        for name, folder, kwargs in runs:
+            builder = ModelZoo(config_name=name, data_dir=str(zoo.root), cache_dir=cache, **kwargs)
+            features = builder.info.features
+            row_bytes = 1024 + (4 * numel if "weights" in features else 0)
+            parts = [configs.setdefault(name, HubConfig(name, CONFIG_DESCRIPTIONS[name], features))]
+            if kwargs.get("stage"):
+                st = kwargs["stage"]
+                parts.append(configs.setdefault(st, HubConfig(st, f"the `weights` config of stage `{st}` only", features)))
+            for split, ds in builder.as_streaming_dataset().items():
+                tables = ds.with_format("arrow").iter(batch_size=rows_per_group(row_bytes))
+                written = write_split(_counted(tables, bar), hub_dir / folder, str(split), features.arrow_schema)
+                for config in parts:
+                    _add(config.splits.setdefault(str(split), SplitFiles()), written)
+    # in the card: the default first, then the weights, then each stage's, then `final`
+    order = ["metadata", "weights", *(st.name for st in spec.stages), "final"]
+    return [configs[name] for name in order]
+
+
+def _counted(tables, bar):
+    for t in tables:
+        bar.update(t.num_rows)
+        yield t
+
+
+def _add(total: SplitFiles, more: SplitFiles) -> None:
+    total.files += more.files
+    total.num_examples += more.num_examples
+    total.num_bytes += more.num_bytes
+    total.download_size += more.download_size
 
 
 def write_transformers_checkpoints(zoo: ZooDir, spec: ZooSpec, dest: Path) -> None:
@@ -82,12 +132,6 @@ def write_transformers_checkpoints(zoo: ZooDir, spec: ZooSpec, dest: Path) -> No
             # how the row was scored: a contrastive model's head is a projection head
             loss=training.loss, autocast=training.autocast,
         )
-
-
-def _shard_name(name: str, prefix: str) -> str:
-    """`zoo-train.parquet` -> `train-00000-of-00001.parquet`; sharded names keep their numbers."""
-    name = name.removeprefix(f"{prefix}-")
-    return re.sub(r"^([a-z]+)\.parquet$", r"\1-00000-of-00001.parquet", name)
 
 
 def _swap(new: Path, dest: Path) -> None:

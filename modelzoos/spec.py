@@ -12,6 +12,7 @@ import functools
 import hashlib
 import itertools
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ ACTIVATIONS = ("tanh", "relu", "leakyrelu", "sigmoid", "silu", "gelu")
 # "default": the architecture's own init (e.g. a transformers ViT's truncated normal), seeded
 INITS = ("xavier_uniform", "xavier_normal", "uniform", "normal", "kaiming_normal", "kaiming_uniform", "default")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+# the hub folder's configs of every zoo; a staged zoo adds one per stage, named as the stage
+RESERVED_CONFIG_NAMES = ("metadata", "weights", "final", "default")
 
 
 class SpecError(ModelzoosError):
@@ -529,6 +532,12 @@ def _check_stages(spec: ZooSpec, where: str) -> None:
     for i, stage in enumerate(spec.stages):
         if stage.name in names[:i]:
             raise SpecError(f"{where}: 'stages[{i}].name': stage '{stage.name}' is declared twice")
+        # a stage's name is also the name of its config on the Hub, beside these
+        if stage.name in RESERVED_CONFIG_NAMES or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", stage.name):
+            raise SpecError(
+                f"{where}: 'stages[{i}].name': '{stage.name}' cannot name a dataset config; use lowercase letters, "
+                f"digits, '-' and '_', and none of {', '.join(RESERVED_CONFIG_NAMES)}"
+            )
         for parent in stage.parents:
             if parent not in names[:i]:
                 raise SpecError(

@@ -4,9 +4,10 @@
     builder.download_and_prepare()
     ds = builder.as_dataset()
 
-Configs: `metadata` (factors and metrics, no weights) and `weights` (adds the flat float32 vector
-described by layout.json). Splits are by model, from the model_id (see `splits.py`); in a staged
-zoo by lineage: a fine-tune is in its backbone's split.
+Configs: `metadata` (factors and metrics, no weights), `weights` (adds the flat float32 vector
+described by layout.json) and `final` (the weights of each model's last epoch only); `stage` keeps
+one stage of a staged zoo, `skip` leaves models out. Splits are by model, from the model_id (see
+`splits.py`); in a staged zoo by lineage: a fine-tune is in its backbone's split.
 """
 
 from __future__ import annotations
@@ -17,15 +18,23 @@ import datasets
 from datasets.builder import Key
 
 from ..zoo_dir import ZooDir
-from .rows import check_complete, distinct_layouts, features, model_layouts, model_table
+from .rows import check_complete, distinct_layouts, features, model_layouts, model_table, stage_of
 from .splits import SPLITS, split_of
+
+# Tables of about this size: one model's epochs of a ResNet-18 (61 x 45 MB) would not fit in memory
+# at once, and `build` must not grow with the model.
+TABLE_BYTES = 64 * 2**20
 
 
 @dataclass
 class ModelZooConfig(datasets.BuilderConfig):
-    """`data_dir` is the raw zoo directory; `weights` adds the flattened weights column."""
+    """`data_dir` is the raw zoo directory; `weights` adds the flattened weights column, `final`
+    keeps each model's last epoch, `stage` one stage's models, `skip` leaves these model_ids out."""
 
     weights: bool = False
+    final: bool = False
+    stage: str | None = None
+    skip: tuple[str, ...] = ()
 
 
 class ModelZoo(datasets.ArrowBasedBuilder):
@@ -33,6 +42,7 @@ class ModelZoo(datasets.ArrowBasedBuilder):
     BUILDER_CONFIGS = [
         ModelZooConfig(name="metadata", description="Factors and metrics of every model at every epoch."),
         ModelZooConfig(name="weights", weights=True, description="The metadata plus the flattened weights."),
+        ModelZooConfig(name="final", weights=True, final=True, description="The weights config at each model's last epoch."),
     ]
     DEFAULT_CONFIG_NAME = "metadata"
 
@@ -48,14 +58,15 @@ class ModelZoo(datasets.ArrowBasedBuilder):
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         zoo = ZooDir(self.config.data_dir)
         spec = zoo.load_spec()
-        check_complete(zoo, spec)
+        check_complete(zoo, spec, skip=self.config.skip)
         by_split: dict[str, list[str]] = {name: [] for name in SPLITS}
         # A fine-tune goes where its backbone goes: siblings share most of their weights, and a
         # test split holding relatives of training models would leak.
         root: dict[str, str] = {}
         for entry in spec.models():
             root[entry.model_id] = root[entry.parent_id] if entry.parent_id else entry.model_id
-            by_split[split_of(root[entry.model_id])].append(entry.model_id)
+            if entry.model_id not in self.config.skip and self.config.stage in (None, entry.stage):
+                by_split[split_of(root[entry.model_id])].append(entry.model_id)
         return [
             datasets.SplitGenerator(name=name, gen_kwargs={"model_ids": ids})
             for name, ids in by_split.items()
@@ -64,6 +75,12 @@ class ModelZoo(datasets.ArrowBasedBuilder):
 
     def _generate_tables(self, model_ids: list[str]):
         zoo = ZooDir(self.config.data_dir)
-        layouts = model_layouts(zoo.load_spec())
+        spec = zoo.load_spec()
+        entries = {e.model_id: e for e in spec.models()}
+        layouts = model_layouts(spec)
         for i, model_id in enumerate(model_ids):
-            yield Key(i, 0), model_table(zoo, model_id, self.info.features, layouts[model_id])
+            last = stage_of(spec, entries[model_id]).training.epochs
+            epochs = [last] if self.config.final else list(range(last + 1))
+            per_table = max(1, TABLE_BYTES // (4 * layouts[model_id].numel)) if self.config.weights else len(epochs)
+            for j in range(0, len(epochs), per_table):
+                yield Key(i, j), model_table(zoo, model_id, self.info.features, layouts[model_id], epochs[j : j + per_table])

@@ -12,16 +12,20 @@ import json
 import hashlib
 from pathlib import Path
 
+import datasets
+from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..builder.layout import Layout
+from ..shards import HubConfig
 from ..spec import Factors, ZooSpec
 from .summary import ZooSummary
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md.j2"
-CONFIGS = {
+CONFIG_DESCRIPTIONS = {
     "metadata": "factors and metrics of every model at every epoch; no weights (default)",
     "weights": "the metadata plus `weights`, the flattened float32 state_dict",
+    "final": "the `weights` config at each model's last epoch only",
 }
 TRANSFORMERS_DIR = "transformers"  # of a zoo of transformers models: <model_id>/ for from_pretrained
 
@@ -33,10 +37,10 @@ def _size_category(rows: int) -> str:
     return "1M<n<10M"
 
 
-def content_digest(folder: Path) -> str:
+def content_digest(folders: list[Path]) -> str:
     """sha256 over a config's Parquet shards."""
     digest = hashlib.sha256()
-    for f in sorted(folder.glob("*.parquet")):
+    for f in sorted(f for folder in folders for f in folder.glob("*.parquet")):
         digest.update(f.name.encode())
         digest.update(f.read_bytes())
     return digest.hexdigest()[:16]
@@ -54,29 +58,48 @@ def _transformers_checkpoints(spec: ZooSpec, folder: Path) -> dict | None:
     return {"class": config["architectures"][0], "example": example, "mlp": any(m.factors.head == "mlp" for m in models)}
 
 
-def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, hub_dir: Path) -> DatasetCard:
-    """`layouts` by name, as `builder.rows.named_layouts` gives them ({"layout": ...} for one)."""
+def _split_dict(config: HubConfig) -> datasets.SplitDict:
+    out = datasets.SplitDict()
+    for name, files in config.splits.items():
+        out.add(datasets.SplitInfo(name=name, num_bytes=files.num_bytes, num_examples=files.num_examples))
+    return out
+
+
+def render_card(
+    spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, hub_dir: Path, configs: list[HubConfig]
+) -> DatasetCard:
+    """`layouts` by name, as `builder.rows.named_layouts` gives them ({"layout": ...} for one);
+    `configs` as `hub.write_tables` wrote them (the default first)."""
     splits = sorted(summary.models_per_split, key=["train", "validation", "test"].index)
-    # `datasets` caches a local folder under its name ("hub") and a hash of its card's configs,
-    # not of its files: without the content digest in the config, loading a second zoo's hub
-    # folder returns the first one's cached tables.
-    configs = [
-        {
-            "config_name": name,
-            "description": f"{what} (content sha256 {content_digest(hub_dir / name)})",
-            "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"} for s in splits],
-            **({"default": True} if name == "metadata" else {}),
-        }
-        for name, what in CONFIGS.items()
-    ]
+    infos = DatasetInfosDict()
+    yaml_configs = []
+    for config in configs:
+        folders = sorted({f.parent for s in config.splits.values() for f in s.files})
+        # `datasets` caches a local folder under its name ("hub") and a hash of its card's configs,
+        # not of its files: without the content digest in the config, loading a second zoo's hub
+        # folder returns the first one's cached tables.
+        yaml_configs.append({
+            "config_name": config.name,
+            "description": f"{config.description} (content sha256 {content_digest(folders)})",
+            "data_files": config.data_files(hub_dir),
+            **({"default": True} if config.name == "metadata" else {}),
+        })
+        infos[config.name] = datasets.DatasetInfo(
+            config_name=config.name,
+            features=config.features,
+            splits=_split_dict(config),
+            download_size=sum(f.download_size for f in config.splits.values()),
+            dataset_size=sum(f.num_bytes for f in config.splits.values()),
+        )
     card_data = DatasetCardData(
         license=spec.license,
         pretty_name=spec.pretty_name,
         tags=["model-zoo", "weight-space-learning", "safetensors", spec.architecture.name],
         size_categories=_size_category(summary.rows),
         source_datasets=None if spec.image_data.source.startswith("embedded:") else [spec.image_data.source],
-        configs=configs,
+        configs=yaml_configs,
     )
+    infos.to_dataset_card_data(card_data)
     factors, models = [], spec.models()
     for f in dataclasses.fields(Factors):  # the values the trained models have, not the whole grid
         values = list(dict.fromkeys(getattr(m.factors, f.name) for m in models))
@@ -96,7 +119,7 @@ def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, 
         spec=spec,
         summary=summary,
         splits=splits,
-        config_descriptions=CONFIGS,
+        configs=configs,
         factors=factors,
         layer_tables=layer_tables,
         layouts=layouts,

@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_build(args: argparse.Namespace) -> None:
     from .hub import build_hub
 
-    hub = build_hub(args.dir)
+    hub = build_hub(args.dir, checkpoints=args.checkpoints)
     print(f"Hub folder: {hub}")
 
 
@@ -159,6 +159,10 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("build", help="write DIR/hub: Parquet tables, layout.json and the dataset card")
     p.add_argument("dir", type=Path, help="a raw zoo directory written by `modelzoos train`")
+    p.add_argument(
+        "--checkpoints", action="store_true",
+        help="also write checkpoints/<model_id>.safetensors: every epoch of a model, stacked (raw tensors without the tables)",
+    )
     p.set_defaults(func=cmd_build)
     p = sub.add_parser("soups", help="measure epoch averaging and soups of a staged zoo's fine-tunes (DIR/soups.json)")
     p.add_argument("dir", type=Path, help="a raw zoo directory of a staged zoo, fully trained")

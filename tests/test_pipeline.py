@@ -51,7 +51,7 @@ def test_default_config_is_metadata(tiny_zoo):
     card = (root / "hub" / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["license"] == "cc-by-4.0" and "model-zoo" in meta["tags"] and meta["pretty_name"]
-    assert [c["config_name"] for c in meta["configs"]] == ["metadata", "weights"]
+    assert [c["config_name"] for c in meta["configs"]] == ["metadata", "weights", "final"]
     assert meta["configs"][0]["default"] is True
     for heading in ("## Load it", "## Generating factors", "## Layers", "## Training protocol"):
         assert heading in card

@@ -85,10 +85,11 @@ def write_tables(zoo: ZooDir, spec: ZooSpec, hub_dir: Path) -> list[HubConfig]:
             builder = ModelZoo(config_name=name, data_dir=str(zoo.root), cache_dir=cache, **kwargs)
             features = builder.info.features
             row_bytes = 1024 + (4 * numel if "weights" in features else 0)
-            parts = [configs.setdefault(name, HubConfig(name, CONFIG_DESCRIPTIONS[name], features))]
+            glob = "weights/*" if kwargs.get("stage") else folder
+            parts = [configs.setdefault(name, HubConfig(name, CONFIG_DESCRIPTIONS[name], features, glob))]
             if kwargs.get("stage"):
                 st = kwargs["stage"]
-                parts.append(configs.setdefault(st, HubConfig(st, f"the `weights` config of stage `{st}` only", features)))
+                parts.append(configs.setdefault(st, HubConfig(st, f"the `weights` config of stage `{st}` only", features, folder)))
             for split, ds in builder.as_streaming_dataset().items():
                 tables = ds.with_format("arrow").iter(batch_size=rows_per_group(row_bytes))
                 written = write_split(_counted(tables, bar), hub_dir / folder, str(split), features.arrow_schema)

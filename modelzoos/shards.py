@@ -36,23 +36,19 @@ class SplitFiles:
 
 @dataclass
 class HubConfig:
-    """One config of the hub folder: its name, what it holds, and its files per split (paths
-    relative to the hub folder). Configs may share files: a staged zoo's `weights` config reads
-    the per-stage folders that its stage configs read one each."""
+    """One config of the hub folder: its name, what it holds, the folder (a glob) of its files,
+    relative to the hub folder, and what it has per split. Configs may share files: a staged zoo's
+    `weights` config reads `weights/*`, the per-stage folders its stage configs read one each."""
 
     name: str
     description: str
     features: datasets.Features
+    folder: str
     splits: dict[str, SplitFiles] = field(default_factory=dict)
 
-    def data_files(self, hub_dir: Path) -> list[dict[str, str]]:
-        """The card's `data_files`, as globs: readers download only the files they match."""
-        out = []
-        for split, written in self.splits.items():
-            folders = sorted({f.parent.relative_to(hub_dir).as_posix() for f in written.files})
-            glob = folders[0] if len(folders) == 1 else f"{folders[0].rsplit('/', 1)[0]}/*"
-            out.append({"split": split, "path": f"{glob}/{split}-*.parquet"})
-        return out
+    def data_files(self) -> list[dict[str, str]]:
+        """The card's `data_files`: readers download only the files these match."""
+        return [{"split": split, "path": f"{self.folder}/{split}-*.parquet"} for split in self.splits]
 
 
 def rows_per_group(row_bytes: int) -> int:

@@ -7,9 +7,11 @@ import pytest
 import safetensors
 import safetensors.torch
 import torch
+import yaml
 
 import modelzoos
 from modelzoos.builder import split_of
+from modelzoos.builder.layout import Layout
 from modelzoos.data import load_image_tensors
 from modelzoos.errors import ModelzoosError
 from modelzoos.hub import build_hub
@@ -89,6 +91,8 @@ def _staged(**changes) -> dict:
         ({"s1": {"training": {"loss": "info_nce", "label_smoothing": 0.1}}}, "leave out 'augmentation' and 'label_smoothing'"),
         ({"s1": {"training": {"loss": "triplet"}}}, "unknown 'triplet'; use cross_entropy or info_nce"),
         ({"s1": {"training": {"loss": "info_nce", "label_smoothing": 0.0, "temperature": 0}}}, "temperature above 0"),
+        ({"s0": {"name": "weights"}}, "'stages\\[0\\].name': 'weights' cannot name a dataset config"),
+        ({"s1": {"name": "SimCLR views"}}, "'stages\\[1\\].name': 'SimCLR views' cannot name a dataset config"),
     ],
 )
 def test_bad_stages_are_refused_with_their_key(changes, message):
@@ -151,6 +155,36 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
     simclr = [r for r in rows if r["stage"] == "simclr"]
     assert len(simclr) == 3 and all(r["test_acc"] is not None and 0 < r["test_acc"] <= 1 for r in simclr)
     assert card.index("final test accuracy, pretrain") < card.index("final test accuracy, finetune") and f"`{spec.models()[0].model_id}`" in card
+
+
+def test_a_staged_zoo_has_a_config_per_stage_sharing_the_weights_files(vit_zoo):
+    spec, _, hub = vit_zoo
+    meta = yaml.safe_load((hub / "README.md").read_text().split("---")[1])
+    configs = {c["config_name"]: c for c in meta["configs"]}
+    assert list(configs) == ["metadata", "weights", "pretrain", "simclr", "finetune", "final"]
+    everything = datasets.load_dataset(str(hub), "weights")
+    rows = {(r["model_id"], r["epoch"]): r["weights"] for split in everything.values() for r in split}
+    seen = set()
+    for st in spec.stages:
+        # a stage's config downloads its own folder only, the one the weights config also reads
+        assert all(f["path"].startswith(f"weights/{st.name}/") for f in configs[st.name]["data_files"])
+        ds = datasets.load_dataset(str(hub), st.name)
+        for split in ds.values():
+            assert set(split["stage"]) == {st.name}
+            for r in split:
+                assert rows[(r["model_id"], r["epoch"])] == r["weights"]
+                seen.add((r["model_id"], r["epoch"]))
+    assert seen == set(rows)  # the stages' configs together are the weights config
+    assert all(f["path"].startswith("weights/*/") for f in configs["weights"]["data_files"])
+    final = datasets.load_dataset(str(hub), "final")
+    last = {m.model_id: spec.stage_spec(m.stage).training.epochs for m in spec.models()}
+    assert sorted((r["model_id"], r["epoch"]) for s in final.values() for r in s) == sorted(last.items())
+    # one stage's rows share one layout (here: the pre-training head), so they make one matrix
+    pretrain = datasets.load_dataset(str(hub), "pretrain", split="train")
+    numel = Layout.from_json((hub / "layouts" / "pretrain.json").read_text()).numel
+    assert modelzoos.weight_matrix(pretrain).shape == (len(pretrain), numel)
+    with pytest.raises(ValueError, match="different lengths"):
+        modelzoos.weight_matrix(datasets.load_dataset(str(hub), "final", split="train"))
 
 
 def test_soup_report_on_the_fine_tunes_and_in_the_card(vit_zoo):

@@ -37,10 +37,10 @@ def _size_category(rows: int) -> str:
     return "1M<n<10M"
 
 
-def content_digest(folders: list[Path]) -> str:
+def content_digest(files: list[Path]) -> str:
     """sha256 over a config's Parquet shards."""
     digest = hashlib.sha256()
-    for f in sorted(f for folder in folders for f in folder.glob("*.parquet")):
+    for f in sorted(files):
         digest.update(f.name.encode())
         digest.update(f.read_bytes())
     return digest.hexdigest()[:16]
@@ -74,14 +74,13 @@ def render_card(
     infos = DatasetInfosDict()
     yaml_configs = []
     for config in configs:
-        folders = sorted({f.parent for s in config.splits.values() for f in s.files})
         # `datasets` caches a local folder under its name ("hub") and a hash of its card's configs,
         # not of its files: without the content digest in the config, loading a second zoo's hub
         # folder returns the first one's cached tables.
         yaml_configs.append({
             "config_name": config.name,
-            "description": f"{config.description} (content sha256 {content_digest(folders)})",
-            "data_files": config.data_files(hub_dir),
+            "description": f"{config.description} (content sha256 {content_digest([f for s in config.splits.values() for f in s.files])})",
+            "data_files": config.data_files(),
             **({"default": True} if config.name == "metadata" else {}),
         })
         infos[config.name] = datasets.DatasetInfo(

@@ -1,4 +1,4 @@
-"""The `modelzoos` command: list, show, train, build, soups, run."""
+"""The `modelzoos` command: list, show, train, build, soups, run, push."""
 
 from __future__ import annotations
 
@@ -134,6 +134,36 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f'load it:   datasets.load_dataset("{hub}")  or  load_dataset("{hub}", "weights")')
 
 
+def cmd_push(args: argparse.Namespace) -> None:
+    from .push import push_hub
+
+    r = push_hub(args.dir, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run)
+    total = f"{len(r.files)} files, {_size(sum(f.size for f in r.files))}"
+    if r.dry_run:
+        for f in r.files:
+            print(f"{_size(f.size):>10}  {f.path}")
+        print(f"{total}: what a push to {r.repo_id} ({r.revision}) would upload; files the repository already "
+              "holds unchanged are skipped then")
+        return
+    if r.created:
+        print(f"created the {'private' if r.private else 'public'} dataset repository {r.repo_id}")
+    if r.changed:
+        print(f"pushed {args.dir} ({total}) to {r.repo_id} ({r.revision}): {r.commit_url}")
+    else:
+        print(f"nothing changed: {r.repo_id} ({r.revision}) already holds these {total}")
+    revision = "" if r.revision == "main" else f", revision={r.revision!r}"
+    print(f"{r.url}  ({'private' if r.private else 'public'})")
+    print(f'load it:   datasets.load_dataset("{r.repo_id}"{revision})')
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):  # decimal units, as the Hub shows sizes
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
+
+
 def _add_zoo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("zoo", help="a registered zoo name (see `modelzoos list`) or a path to a spec .yaml")
     p.add_argument("--out", required=True, type=Path, help="the zoo directory (created; re-run to resume)")
@@ -171,6 +201,15 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train and build a zoo, then print a summary (the main job)")
     _add_zoo_args(p)
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("push", help="upload a hub folder to a Hugging Face dataset repository (re-run to resume)")
+    p.add_argument("dir", type=Path, help="a hub folder written by `modelzoos build` (DIR/hub)")
+    p.add_argument("--repo-id", required=True, help="the dataset repository, ORG/NAME (created if missing)")
+    p.add_argument(
+        "--private", action="store_true", help="create the repository private (an existing one is not changed)"
+    )
+    p.add_argument("--revision", help="push to this branch, created from main if missing (default: main)")
+    p.add_argument("--dry-run", action="store_true", help="list the files and sizes a push would upload; offline")
+    p.set_defaults(func=cmd_push)
     return ap
 
 

@@ -1,6 +1,8 @@
 """Tests never touch the network: the offline switches are set before `datasets` is imported."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -8,6 +10,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
 # `datasets` caches the embedded data it reads; keep that out of the user's home.
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="modelzoos-tests-hf-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)  # ~2 GB a run
 
 from pathlib import Path  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The `modelzoos` command: list, show, train, build, soups, run, push."""
+"""The `modelzoos` command: list, show, train, verify, build, soups, run, push."""
 
 from __future__ import annotations
 
@@ -76,6 +76,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .training import train_zoo
 
     train_zoo(_spec_from_args(args), args.out, group_size=args.group_size)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_zoo
+
+    report = verify_zoo(args.dir)
+    for problem in report.problems:  # in the spec's model order, so grouped by model
+        print(problem)
+    print(report.summary())
+    return 1 if report.bad else 0
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -187,6 +197,11 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a zoo into a raw zoo directory (resumable; use with accelerate launch)")
     _add_zoo_args(p)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser(
+        "verify", help="check a raw zoo directory: missing epochs, checksums (SHA256SUMS), unreadable files, NaNs"
+    )
+    p.add_argument("dir", type=Path, help="a raw zoo directory written by `modelzoos train`")
+    p.set_defaults(func=cmd_verify)
     p = sub.add_parser("build", help="write DIR/hub: Parquet tables, layout.json and the dataset card")
     p.add_argument("dir", type=Path, help="a raw zoo directory written by `modelzoos train`")
     p.add_argument(
@@ -216,7 +231,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)  # a command that found problems (verify) returns 1
     except ModelzoosError as e:
         # Under `accelerate launch` every process reports; say which one.
         rank = f" (process {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
@@ -225,4 +240,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("modelzoos: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

@@ -3,18 +3,28 @@
     DIR/zoo.yaml                                  the resolved spec, frozen at the first run
     DIR/models/<model_id>/config.json             factors, architecture, stage, parent
     DIR/models/<model_id>/epoch_000.safetensors   initial weights; one file per epoch after
+    DIR/models/<model_id>/SHA256SUMS              the sha256 of every checkpoint, as training wrote it
     DIR/models/<model_id>/metrics.jsonl           one line per finished epoch
     DIR/models/<model_id>/state.pt                optimizer state for resume; never published
     DIR/cache/images-<key>.safetensors            the preprocessed image tensors; never published
     DIR/hub/                                      what `build` writes
 
 Both sides use these paths and readers, so the layout is written down once.
+
+SHA256SUMS is in the format of coreutils `sha256sum` (`<64 hex digits>  epoch_000.safetensors`, one
+line per checkpoint, sorted by file name), so `cd DIR/models/<model_id> && sha256sum -c SHA256SUMS`
+checks a model without this package. Training hashes each checkpoint's bytes as it writes them and
+rewrites the file before the epoch's metrics line (the commit point), so every committed epoch has
+its line; `modelzoos verify` compares. One file per model, not one for the zoo: the processes of
+`accelerate launch` write different models at the same time. A zoo trained before manifests were
+written has none.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -82,6 +92,9 @@ class ZooDir:
     def metrics_path(self, model_id: str) -> Path:
         return self.model_dir(model_id) / "metrics.jsonl"
 
+    def manifest_path(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "SHA256SUMS"
+
     def state_path(self, model_id: str) -> Path:
         return self.model_dir(model_id) / "state.pt"
 
@@ -120,7 +133,31 @@ class ZooDir:
     def write_metrics(self, model_id: str, rows: list[dict[str, Any]]) -> None:
         atomic_write(self.metrics_path(model_id), "".join(json.dumps(r) + "\n" for r in rows))
 
+    def read_manifest(self, model_id: str) -> dict[str, str]:
+        """The sha256 (lowercase hex) of each checkpoint by file name; an absent file means none."""
+        path = self.manifest_path(model_id)
+        if not path.is_file():
+            return {}
+        sums = {}
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            match = _MANIFEST_LINE.fullmatch(line)
+            if match is None:
+                raise ModelzoosError(
+                    f"{path} line {n}: not a `sha256sum` line ('<64 hex digits>  <file name>'): {line[:80]!r}; "
+                    + _REPAIR.format(dir=path.parent)
+                )
+            sums[match["name"]] = match["digest"].lower()
+        return sums
 
+    def write_manifest(self, model_id: str, sums: dict[str, str]) -> None:
+        """SHA256SUMS from {file name: sha256 hex}, as `sha256sum` writes it."""
+        atomic_write(self.manifest_path(model_id), "".join(f"{sums[name]}  {name}\n" for name in sorted(sums)))
+
+
+# sha256sum writes "<digest>  <name>" (text mode) or "<digest> *<name>" (binary mode); read both
+_MANIFEST_LINE = re.compile(r"(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>.+)")
 _REPAIR = "the zoo directory is damaged: delete {dir} and re-run the same `modelzoos train` command"
 
 

@@ -165,6 +165,9 @@ class Member:
     history: list[dict[str, Any]] = field(default_factory=list)
     weights: dict[str, Tensor] | None = None  # the last finished epoch's state_dict
     optimizer: dict[str, Tensor] | None = None
+    # SHA256SUMS as last written; None until the first epoch is written, then read from the file,
+    # so a resumed (or freshly restarted) model keeps the lines of the checkpoints already there
+    checksums: dict[str, str] | None = None
 
     @property
     def next_epoch(self) -> int:
@@ -365,8 +368,8 @@ class GroupTrainer:
         return out
 
     def finish_epoch(self, pop: Population, epoch: int, last: bool) -> None:
-        """Evaluate; per model write checkpoint and metrics (the commit point); then the resume
-        states, only once every model of the group has committed the epoch."""
+        """Evaluate; per model write checkpoint, SHA256SUMS and metrics (the commit point); then
+        the resume states, only once every model of the group has committed the epoch."""
         metrics = self.metrics(pop)
         for k, member in enumerate(pop.members):
             state = pop.model_state(k)
@@ -377,9 +380,19 @@ class GroupTrainer:
                 pop.ok[k] = False
             row = {"epoch": epoch, **{n: _num(float(v[k])) for n, v in metrics.items()}}
             row["status"] = "ok" if bool(pop.ok[k]) else "diverged"
-            atomic_write(self.zoo.checkpoint(member.entry.model_id, epoch), safetensors.torch.save(state))
+            model_id = member.entry.model_id
+            data = safetensors.torch.save(state)
+            path = self.zoo.checkpoint(model_id, epoch)
+            atomic_write(path, data)
+            # Hashed from memory, not re-read: the sum is of what training wrote. Before the
+            # metrics line, so every committed epoch has its line; an epoch trained again after a
+            # kill writes the same bytes, so its line is rewritten unchanged.
+            if member.checksums is None:
+                member.checksums = self.zoo.read_manifest(model_id)
+            member.checksums[path.name] = hashlib.sha256(data).hexdigest()
+            self.zoo.write_manifest(model_id, member.checksums)
             member.history.append(row)
-            self.zoo.write_metrics(member.entry.model_id, member.history)
+            self.zoo.write_metrics(model_id, member.history)
         for k, member in enumerate(pop.members):
             path = self.zoo.state_path(member.entry.model_id)
             if last:

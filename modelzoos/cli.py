@@ -91,7 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> None:
     from .hub import build_hub
 
-    hub = build_hub(args.dir, checkpoints=args.checkpoints)
+    hub = build_hub(args.dir, checkpoints=args.checkpoints, skip_bad_models=args.skip_bad_models)
     print(f"Hub folder: {hub}")
 
 
@@ -207,6 +207,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoints", action="store_true",
         help="also write checkpoints/<model_id>.safetensors: every epoch of a model, stacked (raw tensors without the tables)",
+    )
+    p.add_argument(
+        "--skip-bad-models", action="store_true",
+        help="build without the models `modelzoos verify` finds damaged or incomplete (the card lists them)",
     )
     p.set_defaults(func=cmd_build)
     p = sub.add_parser("soups", help="measure epoch averaging and soups of a staged zoo's fine-tunes (DIR/soups.json)")

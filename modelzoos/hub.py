@@ -17,29 +17,37 @@ import safetensors.torch
 from tqdm.auto import tqdm
 
 from .builder import ModelZoo
-from .builder.rows import check_complete, distinct_layouts, model_templates, named_layouts, stage_of
+from .builder.rows import distinct_layouts, model_templates, named_layouts, stage_of
 from .errors import ModelzoosError
 from .hub_cards import render_card, summarize
 from .hub_cards.card import CONFIG_DESCRIPTIONS, TRANSFORMERS_DIR
 from .packed import PACKED_DIR, write_packed
 from .shards import HubConfig, SplitFiles, rows_per_group, write_split
 from .spec import ZooSpec
+from .verify import verify_zoo
 from .zoo_dir import DIR_MODE, ZooDir, atomic_write
 
 
-def build_hub(zoo_dir: str | Path, *, checkpoints: bool = False) -> Path:
+def build_hub(zoo_dir: str | Path, *, checkpoints: bool = False, skip_bad_models: bool = False) -> Path:
     """Write `zoo_dir/hub`; with `checkpoints`, also `checkpoints/<model_id>.safetensors` holding
-    every epoch of a model (see `packed.py`)."""
+    every epoch of a model (see `packed.py`). A zoo that `verify` finds damaged (missing epochs,
+    files changed since training, NaNs) is refused, or with `skip_bad_models` built without those
+    models, which the card then lists."""
     zoo = ZooDir(zoo_dir)
     if zoo.is_hub_folder():
         raise ModelzoosError(f"{zoo.root} is a hub folder already; build the zoo directory (its parent)")
     spec = zoo.load_spec()
-    check_complete(zoo, spec)  # before anything is written
+    bad = verify_zoo(zoo.root).bad  # before anything is written
+    if bad and not skip_bad_models:
+        raise ModelzoosError(_refusal(zoo, len(spec.models()), bad))
+    if len(bad) == len(spec.models()):
+        raise ModelzoosError(f"{zoo.root}: every model has problems; nothing to build (see `modelzoos verify {zoo.root}`)")
+    skip = tuple(bad)
     layouts = named_layouts(spec)
     stage = Path(tempfile.mkdtemp(dir=zoo.root, prefix=".hub-"))
     stage.chmod(DIR_MODE)
     try:
-        configs = write_tables(zoo, spec, stage)
+        configs = write_tables(zoo, spec, stage, skip)
         if len(layouts) == 1:
             atomic_write(stage / "layout.json", next(iter(layouts.values())).to_json())
         else:  # a staged zoo: one per stage and head, named as the rows' `stage` and `head` say
@@ -49,9 +57,9 @@ def build_hub(zoo_dir: str | Path, *, checkpoints: bool = False) -> Path:
         shutil.copyfile(zoo.spec_path, stage / "zoo.yaml")  # the resolved spec: enough to regenerate
         if (zoo.root / "soups.json").is_file():  # `modelzoos soups` measured weight averaging
             shutil.copyfile(zoo.root / "soups.json", stage / "soups.json")
-        write_transformers_checkpoints(zoo, spec, stage / TRANSFORMERS_DIR)
+        write_transformers_checkpoints(zoo, spec, stage / TRANSFORMERS_DIR, skip)
         if checkpoints:
-            for entry in tqdm(spec.models(), desc="packed checkpoints", unit="model"):
+            for entry in tqdm([e for e in spec.models() if e.model_id not in bad], desc="packed checkpoints", unit="model"):
                 epochs = range(stage_of(spec, entry).training.epochs + 1)
                 write_packed([zoo.checkpoint(entry.model_id, e) for e in epochs], stage / PACKED_DIR / f"{entry.model_id}.safetensors")
         render_card(spec, layouts, summarize(stage), stage, configs).save(stage / "README.md")
@@ -62,9 +70,21 @@ def build_hub(zoo_dir: str | Path, *, checkpoints: bool = False) -> Path:
     return zoo.hub_dir
 
 
-def write_tables(zoo: ZooDir, spec: ZooSpec, hub_dir: Path) -> list[HubConfig]:
+def _refusal(zoo: ZooDir, models: int, bad: dict[str, list[str]]) -> str:
+    shown = "; ".join(f"{m}: {problems[0]}" for m, problems in list(bad.items())[:3]) + ("; ..." if len(bad) > 3 else "")
+    return (
+        f"{zoo.root}: {len(bad)} of {models} models have problems ({shown}); nothing was built. "
+        f"`modelzoos verify {zoo.root}` lists them all. Models not fully trained: re-run the same "
+        "`modelzoos train` command (it resumes). Damaged files: delete the model's directory under "
+        f"{zoo.models_dir} and re-run `modelzoos train` (it trains that model again, to the same weights), "
+        "or build without them with `--skip-bad-models` (the card lists them)."
+    )
+
+
+def write_tables(zoo: ZooDir, spec: ZooSpec, hub_dir: Path, skip: tuple[str, ...] = ()) -> list[HubConfig]:
     """The Parquet shards of every config, streamed model by model from the builder (`ModelZoo`),
-    one row group at a time: memory holds a row group, whatever the number of models."""
+    one row group at a time: memory holds a row group, whatever the number of models. `skip`:
+    model_ids left out."""
     runs = [("metadata", "metadata", {}), ("final", "final", {})]
     if spec.stages:  # weights per stage, so that a stage's config downloads only its own files
         runs[1:1] = [("weights", f"weights/{st.name}", {"stage": st.name}) for st in spec.stages]
@@ -72,6 +92,8 @@ def write_tables(zoo: ZooDir, spec: ZooSpec, hub_dir: Path) -> list[HubConfig]:
         runs[1:1] = [("weights", "weights", {})]
     rows = {"metadata": 0, "weights": 0, "final": 0}
     for entry in spec.models():
+        if entry.model_id in skip:
+            continue
         epochs = stage_of(spec, entry).training.epochs + 1
         rows["metadata"] += epochs
         rows["weights"] += epochs
@@ -82,7 +104,7 @@ def write_tables(zoo: ZooDir, spec: ZooSpec, hub_dir: Path) -> list[HubConfig]:
         total=sum(rows[name] for name, _, _ in runs), desc="writing tables", unit="row"
     ) as bar:
         for name, folder, kwargs in runs:
-            builder = ModelZoo(config_name=name, data_dir=str(zoo.root), cache_dir=cache, **kwargs)
+            builder = ModelZoo(config_name=name, data_dir=str(zoo.root), cache_dir=cache, skip=skip, **kwargs)
             features = builder.info.features
             row_bytes = 1024 + (4 * numel if "weights" in features else 0)
             glob = "weights/*" if kwargs.get("stage") else folder
@@ -113,7 +135,7 @@ def _add(total: SplitFiles, more: SplitFiles) -> None:
     total.download_size += more.download_size
 
 
-def write_transformers_checkpoints(zoo: ZooDir, spec: ZooSpec, dest: Path) -> None:
+def write_transformers_checkpoints(zoo: ZooDir, spec: ZooSpec, dest: Path, skip: tuple[str, ...] = ()) -> None:
     """`dest/<model_id>/` for each model whose architecture is a transformers model (its module has
     `export_pretrained`): its final epoch, which `from_pretrained` opens. The final epoch only: all
     of them would multiply the repository's size by the epoch count (a ViT-S checkpoint is 88 MB);
@@ -121,7 +143,7 @@ def write_transformers_checkpoints(zoo: ZooDir, spec: ZooSpec, dest: Path) -> No
     templates = model_templates(spec)
     for entry in spec.models():
         export = getattr(templates[entry.model_id], "export_pretrained", None)
-        if export is None:
+        if export is None or entry.model_id in skip:
             continue
         training = stage_of(spec, entry).training
         epoch = training.epochs

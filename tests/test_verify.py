@@ -6,6 +6,7 @@ import shutil
 import struct
 import subprocess
 
+import datasets
 import pytest
 import safetensors.torch
 
@@ -221,3 +222,23 @@ def test_problem_lines():
     assert Problem("abc", None, "no-manifest", "no SHA256SUMS").line(model=False) == "warning: no SHA256SUMS"
     problems = [Problem("abc", None, "no-manifest", "x"), Problem("def", 0, "nan", "y")]
     assert bad_models(problems) == {"def": ["epoch 0: y"]}
+
+
+def test_build_refuses_a_damaged_zoo_or_leaves_its_bad_models_out(zoo, ids, capsys):
+    from modelzoos.hub import build_hub
+
+    build_hub(zoo.root)
+    before = {p: p.read_bytes() for p in zoo.hub_dir.rglob("*") if p.is_file()}
+    path = zoo.checkpoint(ids[1], 2)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # a flipped bit in the last weight: still a valid safetensors file
+    path.write_bytes(bytes(data))
+    assert main(["build", str(zoo.root)]) == 1
+    err = capsys.readouterr().err
+    assert f"1 of 3 models have problems ({ids[1]}: epoch 2: checksum mismatch" in err and "--skip-bad-models" in err
+    assert {p: p.read_bytes() for p in zoo.hub_dir.rglob("*") if p.is_file()} == before  # the old folder is kept
+    assert main(["build", str(zoo.root), "--skip-bad-models"]) == 0
+    ds = datasets.load_dataset(str(zoo.hub_dir), "weights")
+    assert {r for split in ds.values() for r in split["model_id"]} == {ids[0], ids[2]}
+    card = (zoo.hub_dir / "README.md").read_text()
+    assert ids[1] in card and "checksum mismatch" in card

@@ -19,7 +19,7 @@ import safetensors.torch
 from .builder import ModelZoo
 from .builder.rows import check_complete, model_templates, named_layouts, stage_of
 from .errors import ModelzoosError
-from .hub_cards import render_card, summarize
+from .hub_cards import render_card, summarize, write_plots
 from .hub_cards.card import CONFIGS, TRANSFORMERS_DIR
 from .spec import ZooSpec
 from .zoo_dir import DIR_MODE, ZooDir, atomic_write
@@ -54,7 +54,7 @@ def build_hub(zoo_dir: str | Path) -> Path:
         if (zoo.root / "soups.json").is_file():  # `modelzoos soups` measured weight averaging
             shutil.copyfile(zoo.root / "soups.json", stage / "soups.json")
         write_transformers_checkpoints(zoo, spec, stage / TRANSFORMERS_DIR)
-        render_card(spec, layouts, summarize(stage), stage).save(stage / "README.md")
+        render_card(spec, layouts, summarize(stage), stage, plots=write_plots(stage)).save(stage / "README.md")
         _swap(stage, zoo.hub_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 Rendered from a Jinja2 template with huggingface_hub's `DatasetCard.from_template`. Reads only the
 spec, the layouts and what the hub folder holds already (the built tables, soups.json, the
-transformers checkpoints' configs).
+transformers checkpoints' configs); the plots it shows are drawn beforehand by `plots.write_plots`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..builder.layout import Layout
 from ..spec import Factors, ZooSpec
+from .plots import Plot
 from .summary import ZooSummary
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md.j2"
@@ -54,8 +56,17 @@ def _transformers_checkpoints(spec: ZooSpec, folder: Path) -> dict | None:
     return {"class": config["architectures"][0], "example": example, "mlp": any(m.factors.head == "mlp" for m in models)}
 
 
-def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, hub_dir: Path) -> DatasetCard:
-    """`layouts` by name, as `builder.rows.named_layouts` gives them ({"layout": ...} for one)."""
+def render_card(
+    spec: ZooSpec,
+    layouts: dict[str, Layout],
+    summary: ZooSummary,
+    hub_dir: Path,
+    plots: Sequence[Plot] = (),
+    skipped: dict[str, list[str]] | None = None,
+) -> DatasetCard:
+    """`layouts` by name, as `builder.rows.named_layouts` gives them ({"layout": ...} for one);
+    `plots` as `write_plots` drew them into `hub_dir`; `skipped`: model_id -> its problems, for
+    models of the spec that the build left out (the card says the tables do not hold them)."""
     splits = sorted(summary.models_per_split, key=["train", "validation", "test"].index)
     # `datasets` caches a local folder under its name ("hub") and a hash of its card's configs,
     # not of its files: without the content digest in the config, loading a second zoo's hub
@@ -90,6 +101,13 @@ def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, 
     ]
     soups = json.loads((hub_dir / "soups.json").read_text()) if (hub_dir / "soups.json").is_file() else None
     checkpoints = _transformers_checkpoints(spec, hub_dir / TRANSFORMERS_DIR)
+    # a stage's `test_acc` is k-NN accuracy where it trained contrastively; the single stage of an
+    # unstaged zoo is named "train" in the tables
+    knn_stages = [st.name for st in spec.stages if spec.stage_spec(st.name).training.loss == "info_nce"]
+    if not spec.stages and spec.training.loss == "info_nce":
+        knn_stages = ["train"]
+    # one line per problem in a Markdown list item
+    skipped = {m: [" ".join(p.split()) for p in skipped[m]] for m in sorted(skipped or {})}
     return DatasetCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -103,5 +121,8 @@ def render_card(spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, 
         stages=stages,
         soups=soups,
         checkpoints=checkpoints,
+        knn_stages=knn_stages,
+        plots=plots,
+        skipped=skipped,
         repo_id=f"modelzoos/{spec.name}",
     )

@@ -1,10 +1,12 @@
 """The dataset card's plots, summary and the models a build left out, on the tiny zoo."""
 
+import dataclasses
 import hashlib
 import json
 import re
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import yaml
 
@@ -91,6 +93,21 @@ def test_a_zoo_with_diverged_models_builds_and_lists_them(tiny_zoo, tmp_path):
     assert "| all | 3 (1 without a test accuracy) | 2 |" in summary
     assert "red crosses are diverged models (1 without a train or test accuracy left out)" in summary
     assert "| faulty models | 2 " in card
+    # the undefined accuracies leave the boxes of the others' (a NaN among them would blank the box)
+    table = pa.concat_tables(read_metadata(hub).values())
+    ax = accuracy_figure(table, stage_order(final_rows(table))).axes[0]
+    assert len(ax.patches) == 2 * 3 and all(np.isfinite(line.get_ydata()).all() for line in ax.lines)
+
+
+def test_a_stage_without_any_final_accuracy_shows_dashes(tiny_zoo):
+    _, root = tiny_zoo
+    hub = root / "hub"
+    spec = load_spec(hub / "zoo.yaml")
+    summary = summarize(hub)
+    undefined = {k: None for k in ("mean", "min", "q1", "median", "q3", "max")}
+    summary = dataclasses.replace(summary, stages={"train": {**summary.stages["train"], **undefined, "defined": 0}})
+    card = str(render_card(spec, named_layouts(spec), summary, hub))
+    assert "| all | 3 (3 without a test accuracy) | 0 | – | – | – | – | – | – |" in card
 
 
 def test_a_card_lists_the_models_the_build_left_out(tiny_zoo):

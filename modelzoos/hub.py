@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .builder import ModelZoo
 from .builder.rows import distinct_layouts, model_templates, named_layouts, stage_of
 from .errors import ModelzoosError
-from .hub_cards import render_card, summarize
+from .hub_cards import render_card, summarize, write_plots
 from .hub_cards.card import CONFIG_DESCRIPTIONS, TRANSFORMERS_DIR
 from .packed import PACKED_DIR, write_packed
 from .shards import HubConfig, SplitFiles, rows_per_group, write_split
@@ -62,7 +62,8 @@ def build_hub(zoo_dir: str | Path, *, checkpoints: bool = False, skip_bad_models
             for entry in tqdm([e for e in spec.models() if e.model_id not in bad], desc="packed checkpoints", unit="model"):
                 epochs = range(stage_of(spec, entry).training.epochs + 1)
                 write_packed([zoo.checkpoint(entry.model_id, e) for e in epochs], stage / PACKED_DIR / f"{entry.model_id}.safetensors")
-        render_card(spec, layouts, summarize(stage), stage, configs).save(stage / "README.md")
+        card = render_card(spec, layouts, summarize(stage), stage, configs, plots=write_plots(stage), skipped=bad or None)
+        card.save(stage / "README.md")
         _swap(stage, zoo.hub_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -154,7 +154,27 @@ def test_lineage_columns_splits_and_to_model(vit_zoo):
     assert "InfoNCE loss at temperature 0.07" in card and "weighted k-NN vote" in card
     simclr = [r for r in rows if r["stage"] == "simclr"]
     assert len(simclr) == 3 and all(r["test_acc"] is not None and 0 < r["test_acc"] <= 1 for r in simclr)
-    assert card.index("final test accuracy, pretrain") < card.index("final test accuracy, finetune") and f"`{spec.models()[0].model_id}`" in card
+    summary = card[card.index("## Summary") : card.index("## Generating factors")]
+    rows = [summary.index(f"| `{stage}` | {n} | 0 |") for stage, n in (("pretrain", 3), ("simclr", 1), ("finetune", 8))]
+    assert rows == sorted(rows)
+    assert "(of the contrastive stage `simclr`: the k-NN accuracy of the representation)" in summary
+    assert f"`{spec.models()[0].model_id}`" in card
+
+
+def test_the_accuracy_plot_has_a_panel_per_stage(vit_zoo):
+    import pyarrow as pa
+
+    from modelzoos.hub_cards.plots import accuracy_figure
+    from modelzoos.hub_cards.summary import final_rows, read_metadata, stage_order
+
+    _, _, hub = vit_zoo
+    table = pa.concat_tables(read_metadata(hub).values())
+    fig = accuracy_figure(table, stage_order(final_rows(table)))
+    titles = ["stage pretrain: 3 models", "stage simclr: 1 model", "stage finetune: 8 models"]
+    assert [ax.get_title(loc="left") for ax in fig.axes] == titles
+    assert (hub / "assets" / "accuracy_per_epoch.png").read_bytes().startswith(b"\x89PNG")
+    card = (hub / "README.md").read_text()
+    assert "at each epoch, one panel per stage" in card and "coloured by stage" in card
 
 
 def test_a_staged_zoo_has_a_config_per_stage_sharing_the_weights_files(vit_zoo):

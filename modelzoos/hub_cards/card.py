@@ -2,7 +2,7 @@
 
 Rendered from a Jinja2 template with huggingface_hub's `DatasetCard.from_template`. Reads only the
 spec, the layouts and what the hub folder holds already (the built tables, soups.json, the
-transformers checkpoints' configs).
+transformers checkpoints' configs); the plots it shows are drawn beforehand by `plots.write_plots`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
@@ -19,6 +20,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from ..builder.layout import Layout
 from ..shards import HubConfig
 from ..spec import Factors, ZooSpec
+from .plots import Plot
 from .summary import ZooSummary
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md.j2"
@@ -66,10 +68,18 @@ def _split_dict(config: HubConfig) -> datasets.SplitDict:
 
 
 def render_card(
-    spec: ZooSpec, layouts: dict[str, Layout], summary: ZooSummary, hub_dir: Path, configs: list[HubConfig]
+    spec: ZooSpec,
+    layouts: dict[str, Layout],
+    summary: ZooSummary,
+    hub_dir: Path,
+    configs: list[HubConfig],
+    plots: Sequence[Plot] = (),
+    skipped: dict[str, list[str]] | None = None,
 ) -> DatasetCard:
     """`layouts` by name, as `builder.rows.named_layouts` gives them ({"layout": ...} for one);
-    `configs` as `hub.write_tables` wrote them (the default first)."""
+    `configs` as `hub.write_tables` wrote them (the default first); `plots` as `write_plots` drew
+    them into `hub_dir`; `skipped`: model_id -> its problems, for models of the spec that the build
+    left out (the card says the tables do not hold them)."""
     splits = sorted(summary.models_per_split, key=["train", "validation", "test"].index)
     infos = DatasetInfosDict()
     yaml_configs = []
@@ -112,6 +122,13 @@ def render_card(
     ]
     soups = json.loads((hub_dir / "soups.json").read_text()) if (hub_dir / "soups.json").is_file() else None
     checkpoints = _transformers_checkpoints(spec, hub_dir / TRANSFORMERS_DIR)
+    # a stage's `test_acc` is k-NN accuracy where it trained contrastively; the single stage of an
+    # unstaged zoo is named "train" in the tables
+    knn_stages = [st.name for st in spec.stages if spec.stage_spec(st.name).training.loss == "info_nce"]
+    if not spec.stages and spec.training.loss == "info_nce":
+        knn_stages = ["train"]
+    # one line per problem in a Markdown list item
+    skipped = {m: [" ".join(p.split()) for p in skipped[m]] for m in sorted(skipped or {})}
     return DatasetCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -125,5 +142,8 @@ def render_card(
         stages=stages,
         soups=soups,
         checkpoints=checkpoints,
+        knn_stages=knn_stages,
+        plots=plots,
+        skipped=skipped,
         repo_id=f"modelzoos/{spec.name}",
     )

@@ -17,11 +17,14 @@ class ZooSummary:
     rows: int
     models_per_split: dict[str, int]
     faulty_models: int
-    final_test_acc_mean: float
-    final_test_acc_min: float
-    final_test_acc_max: float
+    faulty: list[str]  # ids of the models whose last row's status is not "ok", sorted
+    final_test_acc_mean: float | None  # None where no model has a final test accuracy
+    final_test_acc_min: float | None
+    final_test_acc_max: float | None
     lineage: list[dict]  # backbones and how their fine-tunes score; empty for a single-stage zoo
-    stages: dict[str, dict]  # per stage: models, last epoch, final test accuracy mean, min, max
+    # per stage: models, faulty, last epoch, and of the final test accuracies: `defined` (how many
+    # are not null: a diverged model's may be), mean, min, q1, median, q3, max (None if none defined)
+    stages: dict[str, dict]
 
 
 def read_metadata(hub_dir: Path) -> dict[str, pa.Table]:
@@ -46,18 +49,21 @@ def lineage(final: pa.Table) -> list[dict]:
     mean, min, max), in the order of the backbones' ids. `final` as `final_rows` gives it."""
     final = final.to_pylist()
     acc = {r["model_id"]: r for r in final}
-    children: dict[str, list[float]] = {}
+    children: dict[str, list[float | None]] = {}
     for r in final:
         if r["parent_id"] is not None:
             children.setdefault(r["parent_id"], []).append(r["test_acc"])
-    return [
-        {
+    out = []
+    for p, c in sorted(children.items()):
+        if p not in acc:
+            continue
+        defined = [a for a in c if a is not None]  # a diverged fine-tune's accuracy may be null
+        out.append({
             "model_id": p, "seed": acc[p]["seed"], "stage": acc[p]["stage"], "test_acc": acc[p]["test_acc"],
-            "children": len(c), "mean": sum(c) / len(c), "min": min(c), "max": max(c),
-        }
-        for p, c in sorted(children.items())
-        if p in acc
-    ]
+            "children": len(c), "mean": sum(defined) / len(defined) if defined else None,
+            "min": min(defined, default=None), "max": max(defined, default=None),
+        })
+    return out
 
 
 def summarize(hub_dir: Path) -> ZooSummary:
@@ -66,13 +72,14 @@ def summarize(hub_dir: Path) -> ZooSummary:
     last = pc.max(table["epoch"]).as_py()
     final = final_rows(table)
     acc = final["test_acc"]
-    faulty = final.filter(pc.not_equal(final["status"], "ok")).num_rows
+    faulty = sorted(final.filter(pc.not_equal(final["status"], "ok"))["model_id"].to_pylist())
     return ZooSummary(
         models=pc.count_distinct(table["model_id"]).as_py(),
         epochs=last,
         rows=table.num_rows,
         models_per_split={k: pc.count_distinct(t["model_id"]).as_py() for k, t in tables.items()},
-        faulty_models=faulty,
+        faulty_models=len(faulty),
+        faulty=faulty,
         final_test_acc_mean=pc.mean(acc).as_py(),
         final_test_acc_min=pc.min(acc).as_py(),
         final_test_acc_max=pc.max(acc).as_py(),
@@ -81,8 +88,9 @@ def summarize(hub_dir: Path) -> ZooSummary:
     )
 
 
-def per_stage(final: pa.Table) -> dict[str, dict]:
-    """Per stage, stages from which others start first (as the spec orders them)."""
+def stage_order(final: pa.Table) -> list[str]:
+    """The stages of `final` (as `final_rows` gives it), stages from which others start first (as
+    the spec orders them)."""
     rows = final.select(["model_id", "stage", "parent_id"]).to_pylist()
     stage_of = {r["model_id"]: r["stage"] for r in rows}
     parent_stage = {r["stage"]: stage_of.get(r["parent_id"]) for r in rows}
@@ -90,12 +98,20 @@ def per_stage(final: pa.Table) -> dict[str, dict]:
     def depth(stage: str | None) -> int:
         return -1 if stage is None else depth(parent_stage[stage]) + 1
 
+    return sorted(dict.fromkeys(stage_of.values()), key=depth)
+
+
+def per_stage(final: pa.Table) -> dict[str, dict]:
+    """Per stage, in `stage_order`."""
     out = {}
-    for stage in sorted(dict.fromkeys(stage_of.values()), key=depth):
+    for stage in stage_order(final):
         rows = final.filter(pc.equal(final["stage"], stage))
         acc = rows["test_acc"]
+        q1, median, q3 = pc.quantile(acc, q=[0.25, 0.5, 0.75]).to_pylist()  # linear interpolation, nulls skipped
         out[stage] = {
-            "models": rows.num_rows, "epochs": pc.max(rows["epoch"]).as_py(),
-            "mean": pc.mean(acc).as_py(), "min": pc.min(acc).as_py(), "max": pc.max(acc).as_py(),
+            "models": rows.num_rows, "faulty": pc.sum(pc.not_equal(rows["status"], "ok")).as_py() or 0,
+            "epochs": pc.max(rows["epoch"]).as_py(), "defined": pc.count(acc).as_py(),
+            "mean": pc.mean(acc).as_py(), "min": pc.min(acc).as_py(), "q1": q1, "median": median, "q3": q3,
+            "max": pc.max(acc).as_py(),
         }
     return out

@@ -46,7 +46,7 @@ def model_layouts(spec: ZooSpec) -> dict[str, Layout]:
     """Each model's layout, by model_id. A single-stage zoo has one; a staged zoo may have several
     (a pre-training head of other width, MLP and linear fine-tuning heads)."""
     templates = model_templates(spec)
-    layouts = {id(m): layout_of(m) for m in templates.values()}
+    layouts = {key: layout_of(m) for key, m in {id(m): m for m in templates.values()}.items()}  # one per module
     return {model_id: layouts[id(m)] for model_id, m in templates.items()}
 
 

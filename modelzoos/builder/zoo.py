@@ -67,20 +67,20 @@ class ModelZoo(datasets.ArrowBasedBuilder):
             root[entry.model_id] = root[entry.parent_id] if entry.parent_id else entry.model_id
             if entry.model_id not in self.config.skip and self.config.stage in (None, entry.stage):
                 by_split[split_of(root[entry.model_id])].append(entry.model_id)
+        # `datasets` may call _generate_tables once per model (it shards list arguments): the
+        # layouts and epoch counts go along, computed once, not re-derived from the spec per model.
+        layouts = model_layouts(spec)
+        last = {e.model_id: stage_of(spec, e).training.epochs for e in spec.models()}
         return [
-            datasets.SplitGenerator(name=name, gen_kwargs={"model_ids": ids})
+            datasets.SplitGenerator(name=name, gen_kwargs={"model_ids": ids, "layouts": layouts, "last": last})
             for name, ids in by_split.items()
             if ids  # a tiny zoo may leave a split empty
         ]
 
-    def _generate_tables(self, model_ids: list[str]):
+    def _generate_tables(self, model_ids: list[str], layouts: dict, last: dict[str, int]):
         zoo = ZooDir(self.config.data_dir)
-        spec = zoo.load_spec()
-        entries = {e.model_id: e for e in spec.models()}
-        layouts = model_layouts(spec)
         for i, model_id in enumerate(model_ids):
-            last = stage_of(spec, entries[model_id]).training.epochs
-            epochs = [last] if self.config.final else list(range(last + 1))
+            epochs = [last[model_id]] if self.config.final else list(range(last[model_id] + 1))
             per_table = max(1, TABLE_BYTES // (4 * layouts[model_id].numel)) if self.config.weights else len(epochs)
             for j in range(0, len(epochs), per_table):
                 yield Key(i, j), model_table(zoo, model_id, self.info.features, layouts[model_id], epochs[j : j + per_table])

@@ -126,11 +126,12 @@ def test_packed_checkpoints_hold_every_epoch(zoo_copy):
             assert all(torch.equal(packed[k][epoch], v) for k, v in state.items())
             assert all(torch.equal(epoch_state(path, epoch)[k], v) for k, v in state.items())
         assert packed["conv1.weight"].shape[0] == spec.training.epochs + 1
+    assert "`checkpoints/<model_id>.safetensors` holds every epoch" in (zoo.hub_dir / "README.md").read_text()
     with pytest.raises(ValueError, match="epochs 0..2"):
         epoch_state(path, 3)
     # not asked for, not written: they roughly double the repository
     build_hub(zoo_copy)
-    assert not (zoo.hub_dir / "checkpoints").exists()
+    assert not (zoo.hub_dir / "checkpoints").exists() and "checkpoints/<model_id>" not in (zoo.hub_dir / "README.md").read_text()
 
 
 def test_load_zoo_and_a_zero_copy_weight_matrix(tiny_zoo, tmp_path):

@@ -18,6 +18,7 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..builder.layout import Layout
+from ..packed import PACKED_DIR
 from ..shards import HubConfig
 from ..spec import Factors, ZooSpec
 from .plots import Plot
@@ -142,6 +143,7 @@ def render_card(
         stages=stages,
         soups=soups,
         checkpoints=checkpoints,
+        packed=(hub_dir / PACKED_DIR).is_dir(),
         knn_stages=knn_stages,
         plots=plots,
         skipped=skipped,

@@ -91,7 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> None:
     from .hub import build_hub
 
-    hub = build_hub(args.dir, checkpoints=args.checkpoints, skip_bad_models=args.skip_bad_models)
+    hub = build_hub(args.dir, checkpoints=args.checkpoints, skip_bad_models=args.skip_bad_models, repo_id=args.repo_id)
     print(f"Hub folder: {hub}")
 
 
@@ -148,6 +148,11 @@ def cmd_push(args: argparse.Namespace) -> None:
     from .push import push_hub
 
     r = push_hub(args.dir, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run)
+    if f'load_dataset("{args.repo_id}"' not in (Path(args.dir) / "README.md").read_text():
+        print(
+            f"warning: the card's examples load another repository; rebuild with `modelzoos build DIR --repo-id "
+            f"{args.repo_id}` and push again so that they load this one", file=sys.stderr,
+        )
     total = f"{len(r.files)} files, {_size(sum(f.size for f in r.files))}"
     if r.dry_run:
         for f in r.files:
@@ -212,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
         "--skip-bad-models", action="store_true",
         help="build without the models `modelzoos verify` finds damaged or incomplete (the card lists them)",
     )
+    p.add_argument("--repo-id", help="the Hub dataset id the card's examples load (default modelzoos/<zoo name>)")
     p.set_defaults(func=cmd_build)
     p = sub.add_parser("soups", help="measure epoch averaging and soups of a staged zoo's fine-tunes (DIR/soups.json)")
     p.add_argument("dir", type=Path, help="a raw zoo directory of a staged zoo, fully trained")

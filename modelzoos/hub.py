@@ -28,11 +28,14 @@ from .verify import verify_zoo
 from .zoo_dir import DIR_MODE, ZooDir, atomic_write
 
 
-def build_hub(zoo_dir: str | Path, *, checkpoints: bool = False, skip_bad_models: bool = False) -> Path:
+def build_hub(
+    zoo_dir: str | Path, *, checkpoints: bool = False, skip_bad_models: bool = False, repo_id: str | None = None
+) -> Path:
     """Write `zoo_dir/hub`; with `checkpoints`, also `checkpoints/<model_id>.safetensors` holding
     every epoch of a model (see `packed.py`). A zoo that `verify` finds damaged (missing epochs,
     files changed since training, NaNs) is refused, or with `skip_bad_models` built without those
-    models, which the card then lists."""
+    models, which the card then lists. `repo_id`: the Hub id the card's examples load (default
+    modelzoos/<name>); `modelzoos push` warns when it pushes a card naming another."""
     zoo = ZooDir(zoo_dir)
     if zoo.is_hub_folder():
         raise ModelzoosError(f"{zoo.root} is a hub folder already; build the zoo directory (its parent)")
@@ -61,8 +64,11 @@ def build_hub(zoo_dir: str | Path, *, checkpoints: bool = False, skip_bad_models
         if checkpoints:
             for entry in tqdm([e for e in spec.models() if e.model_id not in bad], desc="packed checkpoints", unit="model"):
                 epochs = range(stage_of(spec, entry).training.epochs + 1)
-                write_packed([zoo.checkpoint(entry.model_id, e) for e in epochs], stage / PACKED_DIR / f"{entry.model_id}.safetensors")
-        card = render_card(spec, layouts, summarize(stage), stage, configs, plots=write_plots(stage), skipped=bad or None)
+                write_packed(
+                    [zoo.checkpoint(entry.model_id, e) for e in epochs], stage / PACKED_DIR / f"{entry.model_id}.safetensors",
+                    metadata={"zoo": spec.name, "model_id": entry.model_id},
+                )
+        card = render_card(spec, layouts, summarize(stage), stage, configs, plots=write_plots(stage), skipped=bad or None, repo_id=repo_id)
         card.save(stage / "README.md")
         _swap(stage, zoo.hub_dir)
     except BaseException:
@@ -120,7 +126,7 @@ def write_tables(zoo: ZooDir, spec: ZooSpec, hub_dir: Path, skip: tuple[str, ...
                     _add(config.splits.setdefault(str(split), SplitFiles()), written)
     # in the card: the default first, then the weights, then each stage's, then `final`
     order = ["metadata", "weights", *(st.name for st in spec.stages), "final"]
-    return [configs[name] for name in order]
+    return [configs[name] for name in order if name in configs and configs[name].splits]  # a stage wholly left out has none
 
 
 def _counted(tables, bar):

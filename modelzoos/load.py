@@ -38,9 +38,12 @@ def weight_matrix(split: datasets.Dataset) -> np.ndarray:
     """The `weights` column of a loaded split as a (rows, params) float32 array.
 
     Zero-copy where Arrow holds the column in one piece: the array is a read-only view of the
-    memory-mapped table (`.copy()` it to write). A split loaded from several row groups (about
-    100 MB each; a `final` split of most zoos is one) is held in pieces; those are copied once
-    into one array. After `select`, `filter` or `shuffle`, the rows are gathered (a copy)."""
+    memory-mapped table (`.copy()` it to write). `load_dataset` keeps a split in pieces of at most
+    one Parquet row group (about 100 MB here) and 1,000 rows, so a `final` split of up to 1,000
+    models of up to ~25,000 weights is one piece; larger splits are copied once into one array.
+    After `select`, `filter` or `shuffle`, the rows are gathered (a copy)."""
+    if isinstance(split, datasets.DatasetDict):
+        raise ValueError(f"pass one split (e.g. zoo[{next(iter(split), 'train')!r}]), or load_zoo(..., split=...); got all of them")
     if "weights" not in split.column_names:
         raise ValueError("this split has no 'weights' column; load the 'weights' or 'final' config, or a stage's")
     column = split.with_format("arrow", columns=["weights"])[:]["weights"]

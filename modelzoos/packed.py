@@ -38,8 +38,10 @@ def write_packed(files: list[Path], dest: Path, metadata: dict[str, str] | None 
         view = handles[0].get_slice(name)
         shape, dtype = list(view.get_shape()), view.get_dtype()
         for f, h in zip(files, handles):
-            if name not in h.keys() or list(h.get_slice(name).get_shape()) != shape:
+            if name not in h.keys() or list(h.get_slice(name).get_shape()) != shape or h.get_slice(name).get_dtype() != dtype:
                 raise ModelzoosError(f"{f}: tensor '{name}' differs from {files[0]}'s; these are not one model's epochs")
+        if dtype not in _ITEMSIZE:
+            raise ModelzoosError(f"{files[0]}: tensor '{name}' has dtype {dtype}, which packed checkpoints do not hold")
         size = torch.Size(shape).numel() * _ITEMSIZE[dtype] * len(files)
         header[name] = {"dtype": dtype, "shape": [len(files), *shape], "data_offsets": [offset, offset + size]}
         offset += size
@@ -51,7 +53,8 @@ def write_packed(files: list[Path], dest: Path, metadata: dict[str, str] | None 
         out.write(struct.pack("<Q", len(raw)) + raw)
         for name in names:
             for h in handles:
-                out.write(h.get_tensor(name).contiguous().view(torch.uint8).numpy().tobytes())
+                # reshape first: a 0-dim tensor (BatchNorm's step count) has no byte view
+                out.write(h.get_tensor(name).reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def epoch_state(path: str | Path, epoch: int) -> dict[str, torch.Tensor]:

@@ -141,6 +141,9 @@ def _push(api: HfApi, root: Path, files: list[HubFile], repo_id: str, *, private
         repo_type="dataset",
         revision=branch,
         ignore_patterns=list(HIDDEN),  # a copy: upload_folder extends the list it is given
+        # The folder is the whole dataset: a rebuilt zoo may have other shards (more models, models
+        # left out), and a stale shard matching a config's glob would load as extra rows.
+        delete_patterns=["*"],
         commit_message=f"Upload {_zoo_name(root)} with modelzoos {__version__}",
     )
     # With every file unchanged, upload_folder makes no commit and returns the branch's head.

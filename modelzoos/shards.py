@@ -4,7 +4,7 @@
 distinct, so the dictionary only grows until pyarrow falls back to plain pages, and Snappy gains
 little on them. Here the weights go BYTE_STREAM_SPLIT (the bytes of each float grouped by
 significance, which zstd compresses), without statistics (min/max of weights prune nothing); the
-metadata columns keep dictionaries (a model's id repeats on each of its rows). A page index lets
+string columns keep dictionaries (a model's id repeats on each of its rows). A page index lets
 readers seek. Row groups hold about ROW_GROUP_BYTES, so the Hub's viewer and readers never decode
 much more than that at once. The files carry the `datasets` features in their schema, so
 `load_dataset` reads them unchanged.

@@ -152,3 +152,25 @@ def test_load_zoo_and_a_zero_copy_weight_matrix(tiny_zoo, tmp_path):
     shutil.copytree(root, raw, ignore=shutil.ignore_patterns("hub"))
     with pytest.raises(ModelzoosError, match="modelzoos build"):
         modelzoos.load_zoo(raw)
+
+
+def test_packed_checkpoints_of_batchnorm_and_bfloat16_tensors(tmp_path):
+    from modelzoos.packed import write_packed
+
+    files = []
+    for epoch in range(3):
+        state = {
+            "bn.num_batches_tracked": torch.tensor(epoch * 10, dtype=torch.int64),  # 0-dim, as BatchNorm's
+            "w": torch.full((2, 3), epoch, dtype=torch.bfloat16),
+            "b": torch.arange(4, dtype=torch.float32) + epoch,
+        }
+        files.append(tmp_path / f"epoch_{epoch:03d}.safetensors")
+        safetensors.torch.save_file(state, files[-1])
+    write_packed(files, tmp_path / "packed.safetensors", metadata={"model_id": "m"})
+    packed = safetensors.torch.load_file(tmp_path / "packed.safetensors")
+    assert torch.equal(packed["bn.num_batches_tracked"], torch.tensor([0, 10, 20]))
+    assert packed["w"].dtype == torch.bfloat16 and packed["w"].shape == (3, 2, 3) and packed["w"][2].eq(2).all()
+    assert torch.equal(epoch_state(tmp_path / "packed.safetensors", 1)["b"], torch.arange(4.0) + 1)
+    safetensors.torch.save_file({**state, "w": state["w"].float()}, files[-1])  # a dtype that changed
+    with pytest.raises(ModelzoosError, match="tensor 'w' differs"):
+        write_packed(files, tmp_path / "bad.safetensors")

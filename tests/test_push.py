@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx2
 import huggingface_hub
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.hf_api import CommitInfo, DatasetInfo
 
@@ -49,7 +49,7 @@ class FakeHub:
         self.calls: list[tuple[str, dict]] = []
         self.commits: list[dict] = []  # every upload that reached the commit step, with its operations
         self.fail: BaseException | None = None  # raised by the next upload
-        for name in ("repo_info", "create_repo", "create_branch", "_validate_yaml", "create_commit"):
+        for name in ("repo_info", "create_repo", "create_branch", "_validate_yaml", "create_commit", "list_repo_files"):
             monkeypatch.setattr(HfApi, name, getattr(self, name.lstrip("_")))
         monkeypatch.setattr("huggingface_hub._upload_pipeline.pipelined_upload", self.pipelined_upload)
         monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_fake")
@@ -80,6 +80,10 @@ class FakeHub:
         branches = self.repos[(repo_type or "model", repo_id)]["branches"]
         branches.setdefault(branch, branches["main"])
 
+    def list_repo_files(self, repo_id, *, revision=None, repo_type=None, token=None):
+        self.calls.append(("list_repo_files", dict(repo_id=repo_id, revision=revision, repo_type=repo_type)))
+        return [".gitattributes", *self.repos[(repo_type or "model", repo_id)]["branches"][revision or "main"][1]]
+
     def validate_yaml(self, content, *, repo_type=None, token=None):
         self.calls.append(("validate_yaml", dict(repo_type=repo_type)))
 
@@ -98,10 +102,11 @@ class FakeHub:
             raise fail
         branches = self.repos[(repo_type or "model", repo_id)]["branches"]
         sha, files = branches[revision or "main"]
-        new = {op.path_in_repo: _digest(Path(op.path_or_fileobj)) for op in operations}
-        if any(files.get(path) != digest for path, digest in new.items()):
-            sha = hashlib.sha1(f"{sha}{sorted(new.items())}".encode()).hexdigest()
-            branches[revision or "main"] = (sha, {**files, **new})
+        new = {op.path_in_repo: _digest(Path(op.path_or_fileobj)) for op in operations if isinstance(op, CommitOperationAdd)}
+        gone = {op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)} & set(files)
+        if gone or any(files.get(path) != digest for path, digest in new.items()):
+            sha = hashlib.sha1(f"{sha}{sorted(new.items())}{sorted(gone)}".encode()).hexdigest()
+            branches[revision or "main"] = (sha, {**{p: d for p, d in files.items() if p not in gone}, **new})
         url = f"https://huggingface.co/datasets/{repo_id}/commit/{sha}"
         return CommitInfo(commit_url=url, commit_message="", commit_description="", oid=sha)
 
@@ -325,3 +330,30 @@ def test_live_push_loads_from_the_hub_and_a_repush_changes_nothing(hub, monkeypa
     finally:
         with contextlib.suppress(HfHubHTTPError):  # a push that failed before making the branch
             HfApi(token=token).delete_branch(repo, branch=branch, repo_type="dataset")
+
+
+def test_a_repush_of_a_rebuilt_folder_deletes_what_it_no_longer_holds(hub, fake):
+    push_hub(hub, REPO)
+    # a rebuild that writes the split in two shards where there was one
+    old = hub / "weights" / "train-00000-of-00001.parquet"
+    data = old.read_bytes()
+    old.unlink()
+    (hub / "weights" / "train-00000-of-00002.parquet").write_bytes(data)
+    (hub / "weights" / "train-00001-of-00002.parquet").write_bytes(data)
+    assert push_hub(hub, REPO).changed
+    deleted = [op.path_in_repo for op in fake.commits[-1]["operations"] if isinstance(op, CommitOperationDelete)]
+    assert deleted == ["weights/train-00000-of-00001.parquet"]  # .gitattributes stays
+    assert set(fake.repos[("dataset", REPO)]["branches"]["main"][1]) == set(_hub_files(hub))
+
+
+def test_push_warns_when_the_card_loads_another_repository(tiny_zoo, hub, fake, tmp_path, capsys):
+    assert main(["push", str(hub), "--repo-id", REPO]) == 0  # built for modelzoos/tiny-digits
+    assert f"--repo-id {REPO}` and push again" in capsys.readouterr().err
+    _, root = tiny_zoo
+    zoo = tmp_path / "again"
+    shutil.copytree(root, zoo, ignore=shutil.ignore_patterns("hub"))
+    assert main(["build", str(zoo), "--repo-id", REPO]) == 0
+    assert f'load_dataset("{REPO}")' in (zoo / "hub" / "README.md").read_text()
+    capsys.readouterr()
+    assert main(["push", str(zoo / "hub"), "--repo-id", REPO]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -296,3 +296,23 @@ def test_from_pretrained_opens_the_checkpoints_as_to_model_does(vit_zoo):
     _, info = ViTForImageClassification.from_pretrained(path, output_loading_info=True)
     assert info["missing_keys"] == {"classifier.weight", "classifier.bias"}
     assert info["unexpected_keys"] == {f"classifier.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
+
+
+def test_a_vit_zoo_built_without_a_damaged_backbone(vit_zoo, tmp_path):
+    """The card's transformers example, its stage table and the stage order come from what was built."""
+    import shutil
+
+    spec, zoo, _ = vit_zoo
+    root = tmp_path / "zoo"
+    shutil.copytree(zoo.root, root, ignore=shutil.ignore_patterns("hub"))
+    first = spec.models()[0]  # the first supervised backbone: the card's transformers example before
+    damaged = ZooDir(root).checkpoint(first.model_id, 1)
+    damaged.write_bytes(damaged.read_bytes()[:-8])
+    hub = build_hub(root, skip_bad_models=True)
+    assert not (hub / "transformers" / first.model_id).exists()
+    card = (hub / "README.md").read_text()
+    assert f'model_id = "{first.model_id}"' not in card and "## Models left out" in card
+    built = {r for split in datasets.load_dataset(str(hub)).values() for r in split["model_id"]}
+    assert first.model_id not in built and len(built) == len(spec.models()) - 1
+    pretrain = sum(m.stage == "pretrain" for m in spec.models()) - 1
+    assert f"| `pretrain` | its own initialization | {pretrain} |" in card

@@ -45,7 +45,8 @@ def content_digest(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for f in sorted(files):
         digest.update(f.name.encode())
-        digest.update(f.read_bytes())
+        with open(f, "rb") as data:  # in pieces: a shard is up to 500 MB
+            digest.update(hashlib.file_digest(data, "sha256").digest())
     return digest.hexdigest()[:16]
 
 
@@ -55,7 +56,7 @@ def _transformers_checkpoints(spec: ZooSpec, folder: Path) -> dict | None:
     an MLP head (which only modelzoos' subclass opens)."""
     if not folder.is_dir():
         return None
-    models = spec.models()
+    models = [m for m in spec.models() if (folder / m.model_id).is_dir()]  # a build may leave models out
     example = next((m for m in models if m.factors.head != "mlp"), models[0]).model_id
     config = json.loads((folder / example / "config.json").read_text())
     return {"class": config["architectures"][0], "example": example, "mlp": any(m.factors.head == "mlp" for m in models)}
@@ -76,11 +77,13 @@ def render_card(
     configs: list[HubConfig],
     plots: Sequence[Plot] = (),
     skipped: dict[str, list[str]] | None = None,
+    repo_id: str | None = None,
 ) -> DatasetCard:
     """`layouts` by name, as `builder.rows.named_layouts` gives them ({"layout": ...} for one);
     `configs` as `hub.write_tables` wrote them (the default first); `plots` as `write_plots` drew
     them into `hub_dir`; `skipped`: model_id -> its problems, for models of the spec that the build
-    left out (the card says the tables do not hold them)."""
+    left out (the card says the tables do not hold them); `repo_id`: the Hub id its examples load
+    (default modelzoos/<name>)."""
     splits = sorted(summary.models_per_split, key=["train", "validation", "test"].index)
     infos = DatasetInfosDict()
     yaml_configs = []
@@ -118,7 +121,7 @@ def render_card(
     layer_tables = {name: [dataclasses.asdict(e) for e in layout.entries] for name, layout in layouts.items()}
     stages = [
         {"name": st.name, "parents": st.parents, "parent_epoch": st.parent_epoch, "spec": spec.stage_spec(st.name),
-         "models": sum(m.stage == st.name for m in models)}
+         "models": summary.stages.get(st.name, {}).get("models", 0)}  # as built: a build may leave models out
         for st in spec.stages
     ]
     soups = json.loads((hub_dir / "soups.json").read_text()) if (hub_dir / "soups.json").is_file() else None
@@ -147,5 +150,5 @@ def render_card(
         knn_stages=knn_stages,
         plots=plots,
         skipped=skipped,
-        repo_id=f"modelzoos/{spec.name}",
+        repo_id=repo_id or f"modelzoos/{spec.name}",
     )

@@ -93,7 +93,10 @@ def stage_order(final: pa.Table) -> list[str]:
     the spec orders them)."""
     rows = final.select(["model_id", "stage", "parent_id"]).to_pylist()
     stage_of = {r["model_id"]: r["stage"] for r in rows}
-    parent_stage = {r["stage"]: stage_of.get(r["parent_id"]) for r in rows}
+    parent_stage: dict[str, str | None] = {}
+    for r in rows:  # any row whose parent is in the table says where its stage starts (a build may leave a parent out)
+        if r["parent_id"] in stage_of or r["stage"] not in parent_stage:
+            parent_stage[r["stage"]] = stage_of.get(r["parent_id"])
 
     def depth(stage: str | None) -> int:
         return -1 if stage is None else depth(parent_stage[stage]) + 1

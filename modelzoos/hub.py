@@ -1,10 +1,12 @@
-"""The hub folder: Parquet shards per config and split, layout.json, zoo.yaml and the dataset card,
-and for a zoo of transformers models each model's final epoch as `transformers/<model_id>/`
-(config.json and model.safetensors, for `from_pretrained`).
+"""The hub folder: Parquet shards per config and split (`metadata`, `weights`, `final`, and one
+per stage of a staged zoo), layout.json (or layouts/), zoo.yaml, the dataset card and its plots
+(assets/), for a zoo of transformers models each model's final epoch as `transformers/<model_id>/`
+(config.json and model.safetensors, for `from_pretrained`), and on request packed checkpoints
+(`checkpoints/<model_id>.safetensors`, every epoch of a model).
 
-`build_hub(zoo_dir)` writes `zoo_dir/hub`, which loads with `load_dataset(folder, config)`
-exactly as it will from the Hub. It is assembled beside the old one and swapped in at the end,
-so a failed build leaves a previous hub folder as it was.
+`build_hub(zoo_dir)` verifies the raw zoo, then writes `zoo_dir/hub`, which loads with
+`load_dataset(folder, config)` exactly as it will from the Hub. It is assembled beside the old
+one and swapped in at the end, so a failed build leaves a previous hub folder as it was.
 """
 
 from __future__ import annotations

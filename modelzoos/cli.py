@@ -134,10 +134,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     minutes, seconds = divmod(int(time.monotonic() - start), 60)
     print(f"\n{spec.name}: {s.models} models in {minutes}m{seconds:02d}s")
     for stage, st in s.stages.items():
-        print(
-            f"{'' if stage == 'train' else stage + ': '}{st['models']} models x {st['epochs']} epochs, final test accuracy: "
-            f"mean {st['mean']:.4f}, range {st['min']:.4f} .. {st['max']:.4f}"
+        acc = (  # a stage whose every model diverged has no accuracy to show
+            f"mean {st['mean']:.4f}, range {st['min']:.4f} .. {st['max']:.4f}" if st["mean"] is not None else "none (no model has one)"
         )
+        print(f"{'' if stage == 'train' else stage + ': '}{st['models']} models x {st['epochs']} epochs, final test accuracy: {acc}")
     if s.faulty_models:
         print(f"{s.faulty_models} faulty models (status 'diverged')")
     print(f"hub folder: {hub}")

@@ -78,12 +78,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_zoo(_spec_from_args(args), args.out, group_size=args.group_size)
 
 
+WARNINGS_SHOWN = 10
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify_zoo
 
     report = verify_zoo(args.dir)
+    warnings = [p for p in report.problems if p.is_warning]
     for problem in report.problems:  # in the spec's model order, so grouped by model
-        print(problem)
+        # a zoo trained before manifests has a warning per model: a few show what they are
+        if not problem.is_warning or warnings.index(problem) < WARNINGS_SHOWN:
+            print(problem)
+    if len(warnings) > WARNINGS_SHOWN:
+        print(f"... and {len(warnings) - WARNINGS_SHOWN} more warnings like these")
     print(report.summary())
     return 1 if report.bad else 0
 

@@ -163,7 +163,7 @@ def test_missing_epochs_are_listed_by_number(zoo, ids, capsys):
     assert "3 of 3 models have problems" in capsys.readouterr().out
 
 
-def test_a_zoo_without_manifests_is_a_warning_not_a_problem(zoo, ids, capsys):
+def test_a_zoo_without_manifests_is_a_warning_not_a_problem(zoo, ids, capsys, monkeypatch):
     zoo.manifest_path(ids[0]).unlink()
     sums = zoo.read_manifest(ids[1])
     del sums["epoch_000.safetensors"]
@@ -182,6 +182,10 @@ def test_a_zoo_without_manifests_is_a_warning_not_a_problem(zoo, ids, capsys):
     assert verify_zoo(zoo.root, progress=False).summary() == (
         "all 3 models verified: 9 checkpoints, no sha256 (no manifest lines) and finite"
     )
+    monkeypatch.setattr("modelzoos.cli.WARNINGS_SHOWN", 1)  # a big old zoo: a warning per model
+    assert main(["verify", str(zoo.root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{ids[0]}: warning") and out[1] == "... and 2 more warnings like these" and len(out) == 3
 
 
 def test_damaged_config_metrics_and_manifest(zoo, ids):

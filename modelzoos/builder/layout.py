@@ -63,8 +63,9 @@ def layout_of(model: nn.Module) -> Layout:
     return Layout(tuple(entries))
 
 
-def flatten(state_dict: Mapping[str, torch.Tensor], layout: Layout) -> torch.Tensor:
-    return torch.cat([state_dict[e.name].detach().reshape(-1).float().cpu() for e in layout.entries])
+def flatten(state_dict: Mapping[str, torch.Tensor], layout: Layout, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The flat float32 vector of `state_dict`; into `out` (float32, numel long) when given."""
+    return torch.cat([state_dict[e.name].detach().reshape(-1).float().cpu() for e in layout.entries], out=out)
 
 
 def unflatten(

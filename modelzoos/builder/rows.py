@@ -10,6 +10,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import safetensors.torch
+import torch
 from torch import nn
 
 from ..architectures import create_model
@@ -145,7 +146,7 @@ def model_table(
     if "weights" in features:
         flat = np.empty((n, layout.numel), dtype=np.float32)  # filled in place: one copy of the weights
         for i, r in enumerate(metrics):
-            flat[i] = flatten(safetensors.torch.load_file(zoo.checkpoint(model_id, r["epoch"])), layout).numpy()
+            flatten(safetensors.torch.load_file(zoo.checkpoint(model_id, r["epoch"])), layout, out=torch.from_numpy(flat[i]))
         if features["weights"].length == -1:  # several layouts: offsets instead of a fixed size
             offsets = pa.array(np.arange(n + 1, dtype=np.int32) * layout.numel)
             columns["weights"] = pa.ListArray.from_arrays(offsets, pa.array(flat.reshape(-1)))

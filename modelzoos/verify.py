@@ -18,7 +18,6 @@ can change a checkpoint can change SHA256SUMS too.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -33,7 +32,7 @@ from tqdm.auto import tqdm
 from .builder.rows import stage_of
 from .errors import ModelzoosError
 from .spec import ModelEntry, ZooSpec
-from .zoo_dir import ZooDir
+from .zoo_dir import ZooDir, model_record
 
 # Problems that leave a model usable: reported, but not in `bad_models`
 WARNING_KINDS = frozenset({"no-manifest"})
@@ -229,17 +228,7 @@ def _check_config(zoo: ZooDir, spec: ZooSpec, entry: ModelEntry) -> str | None:
         return f"config.json not valid JSON ({e})"
     if not isinstance(config, dict):
         return "config.json is not a JSON object"
-    own = stage_of(spec, entry)
-    expected: dict[str, Any] = {
-        "model_id": entry.model_id,
-        "stage": entry.stage,
-        "parent_id": entry.parent_id,
-        "parent_epoch": entry.parent_epoch,
-        "factors": dataclasses.asdict(entry.factors),
-        "architecture": own.architecture.name,
-        "architecture_args": own.architecture_args(entry.factors),
-    }
-    expected = json.loads(json.dumps(expected))  # as JSON holds it: tuples are lists
+    expected = model_record(stage_of(spec, entry), entry)
     differ = [k for k, v in expected.items() if config.get(k, _ABSENT) != v]
     if differ:
         return f"config.json disagrees with zoo.yaml on {', '.join(differ)}"

@@ -22,6 +22,7 @@ written has none.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelzoosError
-from .spec import ZooSpec, spec_from_dict
+from .spec import ModelEntry, ZooSpec, spec_from_dict
 
 
 def _umask() -> int:
@@ -58,6 +59,22 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def model_record(own: ZooSpec, entry: ModelEntry) -> dict[str, Any]:
+    """What a model's config.json says of it, as JSON holds it: its id, lineage, factors and the
+    module that rebuilds it. `own` is the spec it trained under (its stage's, in a staged zoo).
+    Training writes it (with more beside it); `verify` checks it, since `build` reads rows from it."""
+    record = {
+        "model_id": entry.model_id,
+        "stage": entry.stage,
+        "parent_id": entry.parent_id,
+        "parent_epoch": entry.parent_epoch,
+        "factors": dataclasses.asdict(entry.factors),
+        "architecture": own.architecture.name,
+        "architecture_args": own.architecture_args(entry.factors),
+    }
+    return json.loads(json.dumps(record))  # tuples as the lists JSON reads back
 
 
 class ZooDir:

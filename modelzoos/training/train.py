@@ -25,7 +25,7 @@ from ..architectures import logits_of
 from ..data import ImageTensors, load_image_tensors
 from ..errors import ModelzoosError
 from ..spec import ModelEntry, ZooSpec
-from ..zoo_dir import ZooDir, atomic_write
+from ..zoo_dir import ZooDir, atomic_write, model_record
 from .engine import GroupTrainer, initial_model, simclr_pair, structure_key, training_losses
 
 
@@ -231,12 +231,7 @@ def _write_config(zoo: ZooDir, spec: ZooSpec, entry: ModelEntry) -> None:
         "model_id": entry.model_id,
         "index": entry.index,
         "zoo": spec.name,
-        "stage": entry.stage,
-        "parent_id": entry.parent_id,
-        "parent_epoch": entry.parent_epoch,
-        "factors": dataclasses.asdict(entry.factors),
-        "architecture": spec.architecture.name,
-        "architecture_args": spec.architecture_args(entry.factors),
+        **model_record(spec, entry),  # model_id again: its place stays first
         "torch_version": torch.__version__,
         # CPU kernels reduce in an order that depends on the thread count: record it for regeneration.
         "torch_num_threads": torch.get_num_threads(),

@@ -99,19 +99,13 @@ def write_tables(zoo: ZooDir, spec: ZooSpec, hub_dir: Path, skip: tuple[str, ...
         runs[1:1] = [("weights", f"weights/{st.name}", {"stage": st.name}) for st in spec.stages]
     else:
         runs[1:1] = [("weights", "weights", {})]
-    rows = {"metadata": 0, "weights": 0, "final": 0}
-    for entry in spec.models():
-        if entry.model_id in skip:
-            continue
-        epochs = stage_of(spec, entry).training.epochs + 1
-        rows["metadata"] += epochs
-        rows["weights"] += epochs
-        rows["final"] += 1
+    built = [e for e in spec.models() if e.model_id not in skip]
+    rows = sum(stage_of(spec, e).training.epochs + 1 for e in built)
     numel = max(layout.numel for layout in distinct_layouts(spec))
     configs: dict[str, HubConfig] = {}
-    with tempfile.TemporaryDirectory() as cache, tqdm(
-        total=sum(rows[name] for name, _, _ in runs), desc="writing tables", unit="row"
-    ) as bar:
+    # every row once in `metadata` and once in `weights` (a staged zoo's stage runs share it out),
+    # and each model once in `final`
+    with tempfile.TemporaryDirectory() as cache, tqdm(total=2 * rows + len(built), desc="writing tables", unit="row") as bar:
         for name, folder, kwargs in runs:
             builder = ModelZoo(config_name=name, data_dir=str(zoo.root), cache_dir=cache, skip=skip, **kwargs)
             features = builder.info.features

@@ -16,7 +16,6 @@ class ZooSummary:
     epochs: int  # the last epoch; every model also has epoch 0
     rows: int
     models_per_split: dict[str, int]
-    faulty_models: int
     faulty: list[str]  # ids of the models whose last row's status is not "ok", sorted
     final_test_acc_mean: float | None  # None where no model has a final test accuracy
     final_test_acc_min: float | None
@@ -25,6 +24,10 @@ class ZooSummary:
     # per stage: models, faulty, last epoch, and of the final test accuracies: `defined` (how many
     # are not null: a diverged model's may be), mean, min, q1, median, q3, max (None if none defined)
     stages: dict[str, dict]
+
+    @property
+    def faulty_models(self) -> int:
+        return len(self.faulty)
 
 
 def read_metadata(hub_dir: Path) -> dict[str, pa.Table]:
@@ -78,7 +81,6 @@ def summarize(hub_dir: Path) -> ZooSummary:
         epochs=last,
         rows=table.num_rows,
         models_per_split={k: pc.count_distinct(t["model_id"]).as_py() for k, t in tables.items()},
-        faulty_models=len(faulty),
         faulty=faulty,
         final_test_acc_mean=pc.mean(acc).as_py(),
         final_test_acc_min=pc.min(acc).as_py(),
